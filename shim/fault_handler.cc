@@ -1,0 +1,263 @@
+#include "shim/fault_handler.h"
+
+#include <linux/userfaultfd.h>
+
+#include <cerrno>
+#include <cstdlib>
+
+#include "shim/log.h"
+#include "shim/os.h"
+#include "shim/thread.h"
+
+namespace coldheap::shim {
+namespace {
+
+// Source of zero pages for UFFDIO_COPY. In .bss and only ever read, so it
+// costs the kernel's shared zero page, not memory.
+alignas(kPageSize) const char kZeros[kFirstTouchRun * kPageSize] = {};
+
+char* PageOf(uintptr_t address) {
+  return reinterpret_cast<char*>(address & ~(kPageSize - 1));
+}
+
+void CpuRelax() { __builtin_ia32_pause(); }
+
+}  // namespace
+
+bool FaultHandlers::Start(Heap& heap) {
+  heap_ = &heap;
+  int cpus = os::NumCpus();
+  if (cpus > kMaxHandlers) cpus = kMaxHandlers;
+  count_ = 0;
+  for (int cpu = 0; cpu < cpus; ++cpu) {
+    Handler& h = handlers_[count_];
+    h.owner = this;
+    h.cpu = cpu;
+    os::OsResult<void*> buffer = os::Reserve((1 + kMaxFaultAround) * kPageSize);
+    h.buffer = static_cast<char*>(buffer.value);
+    if (!buffer.ok() || !h.compressor.Init(heap.config->compressor) ||
+        !StartShimThread(&h.thread, &ThreadMain, &h)) {
+      break;
+    }
+    ++count_;
+  }
+  return count_ > 0;
+}
+
+void FaultHandlers::Pause() {
+  for (int i = 0; i < count_; ++i) handlers_[i].serving.lock();
+}
+
+void FaultHandlers::Resume() {
+  for (int i = 0; i < count_; ++i) handlers_[i].serving.unlock();
+}
+
+void* FaultHandlers::ThreadMain(void* arg) {
+  EnterInternalArena();
+  auto* h = static_cast<Handler*>(arg);
+  (void)os::PinCurrentThreadToCpu(h->cpu);
+  h->owner->Run(*h);
+  return nullptr;
+}
+
+void FaultHandlers::Run(Handler& h) {
+  uffd_msg msgs[16];
+  for (;;) {
+    os::OsResult<size_t> n = os::ReadEvents(heap_->uffd, msgs, 16);
+    if (!n.ok()) {
+      if (n.error == EAGAIN) continue;
+      LogLine(LogLevel::kError,
+              {"fault handler stopped: read(userfaultfd): ", os::ErrnoName(n.error)});
+      return;
+    }
+    std::lock_guard<std::mutex> serving(h.serving);
+    uint64_t cpu_start = os::ThreadCpuTimeNs();
+    for (size_t i = 0; i < n.value; ++i) {
+      if (msgs[i].event != UFFD_EVENT_PAGEFAULT) continue;
+      uint64_t start = os::MonotonicNowNs();
+      Serve(h, msgs[i].arg.pagefault.address);
+      heap_->stats->RecordFaultLatency(os::MonotonicNowNs() - start);
+    }
+    heap_->stats->handler_cpu_ns.fetch_add(os::ThreadCpuTimeNs() - cpu_start,
+                                           std::memory_order_relaxed);
+  }
+}
+
+void FaultHandlers::Serve(Handler& h, uintptr_t address) {
+  char* page = PageOf(address);
+  if (heap_->staging.Contains(page)) {
+    // Only the evictor touches staging, and only pages it moved in; a fault
+    // there would be a bug. Zero-fill rather than leave it hanging.
+    (void)os::ZeroPage(heap_->uffd, page, kPageSize);
+    return;
+  }
+  if (!heap_->region->Contains(page)) return;
+  size_t index = heap_->region->PageIndex(page);
+  PageEntry& e = heap_->table->at(index);
+  for (;;) {
+    uint32_t word = PageTable::LoadWord(e);
+    switch (PageWord::Unpack(word).state) {
+      case PageState::kUntouched:
+        if (!PageTable::Claim(e, word, PageState::kRestoring)) continue;
+        return FillUntouched(index);
+      case PageState::kResident:
+        CopyIn(index, kZeros, 1);
+        return;
+      case PageState::kClaimed:
+        CpuRelax();  // the evictor is moving it; that takes microseconds
+        continue;
+      case PageState::kStaged:
+        if (!PageTable::Claim(e, word, PageState::kRestoring)) continue;
+        return CopyBackStaged(index);
+      case PageState::kRestoring:
+        return;  // the owner's UFFDIO_COPY wakes this fault too
+      case PageState::kCompressed:
+      case PageState::kSameFilled:
+        if (!PageTable::Claim(e, word, PageState::kRestoring)) continue;
+        return Refault(h, index, word);
+      case PageState::kDiscarded:
+        if (!PageTable::Claim(e, word, PageState::kRestoring)) continue;
+        return ZeroDiscarded(index);
+    }
+  }
+}
+
+// First touch: the faulting page is claimed; claim the untouched pages that
+// follow it in the heap and fill them all with one ioctl.
+void FaultHandlers::FillUntouched(size_t index) {
+  size_t end = index + kFirstTouchRun;
+  size_t used = heap_->region->used_pages();
+  if (end > used) end = used;
+  size_t pages = 1;
+  while (index + pages < end &&
+         PageTable::Transition(heap_->table->at(index + pages),
+                               PageState::kUntouched, PageState::kRestoring)) {
+    ++pages;
+  }
+  if (!CopyIn(index, kZeros, pages)) return Abandon(index, pages, nullptr);
+  Finish(index, pages);
+  heap_->stats->first_touch_faults.fetch_add(1, std::memory_order_relaxed);
+  heap_->stats->first_touch_pages.fetch_add(pages, std::memory_order_relaxed);
+}
+
+// An evicted page: restore it and the evicted neighbours that follow it
+// (fault-around), install them with one ioctl, then free their pool copies.
+void FaultHandlers::Refault(Handler& h, size_t index, uint32_t word) {
+  h.claimed[0] = word;
+  size_t pages = 1 + ClaimNeighbours(h, index);
+  for (size_t k = 0; k < pages; ++k) {
+    Restore(h, index + k, PageWord::Unpack(h.claimed[k]),
+            h.buffer + k * kPageSize);
+  }
+  if (!CopyIn(index, h.buffer, pages)) return Abandon(index, pages, h.claimed);
+  for (size_t k = 0; k < pages; ++k) {
+    Forget(index + k, PageWord::Unpack(h.claimed[k]));
+  }
+  Finish(index, pages);
+  heap_->stats->refaults.fetch_add(1, std::memory_order_relaxed);
+  heap_->stats->fault_around_pages.fetch_add(pages - 1,
+                                             std::memory_order_relaxed);
+}
+
+size_t FaultHandlers::ClaimNeighbours(Handler& h, size_t index) {
+  size_t limit = heap_->config->fault_around_pages;
+  size_t used = heap_->region->used_pages();
+  size_t n = 0;
+  while (n < limit && index + 1 + n < used) {
+    PageEntry& e = heap_->table->at(index + 1 + n);
+    uint32_t word = PageTable::LoadWord(e);
+    PageState s = PageWord::Unpack(word).state;
+    if (s != PageState::kCompressed && s != PageState::kSameFilled) break;
+    if (!PageTable::Claim(e, word, PageState::kRestoring)) break;
+    h.claimed[1 + n] = word;
+    ++n;
+  }
+  return n;
+}
+
+// Writes the bytes of evicted page `index` (claimed) into `out`.
+void FaultHandlers::Restore(Handler& h, size_t index, PageWord was, char* out) {
+  const PageEntry& e = heap_->table->at(index);
+  if (was.state == PageState::kSameFilled) {
+    uint64_t value = e.payload;
+    auto* words = reinterpret_cast<uint64_t*>(out);
+    for (size_t i = 0; i < kPageSize / sizeof(uint64_t); ++i) words[i] = value;
+    return;
+  }
+  pool::MappedObject object(*heap_->pool, e.payload, pool::MapMode::kReadOnly);
+  if (!h.compressor.Decompress(object.data(), was.size, out)) {
+    // Our own bytes failed to decode: continuing would hand the program
+    // garbage. Stop loudly rather than corrupt its data.
+    LogLine(LogLevel::kError, {"corrupt compressed page; aborting"});
+    abort();
+  }
+}
+
+// The page is back in place: drop its evicted copy and its counters.
+void FaultHandlers::Forget(size_t index, PageWord was) {
+  Stats& stats = *heap_->stats;
+  if (was.state == PageState::kSameFilled) {
+    stats.same_filled_pages.fetch_sub(1, std::memory_order_relaxed);
+    return;
+  }
+  heap_->pool->Free(heap_->table->at(index).payload);
+  stats.stored_pages.fetch_sub(1, std::memory_order_relaxed);
+  stats.compressed_bytes.fetch_sub(was.size, std::memory_order_relaxed);
+}
+
+void FaultHandlers::CopyBackStaged(size_t index) {
+  const PageEntry& e = heap_->table->at(index);
+  if (!CopyIn(index, heap_->staging.Slot(e.payload), 1)) {
+    return Abandon(index, 1, nullptr);
+  }
+  Finish(index, 1);
+  heap_->stats->staged_refaults.fetch_add(1, std::memory_order_relaxed);
+}
+
+// A compressed copy that jemalloc purged: the page reads zeros now.
+void FaultHandlers::ZeroDiscarded(size_t index) {
+  heap_->pool->Free(heap_->table->at(index).payload);
+  heap_->stats->discarded_pages.fetch_add(1, std::memory_order_relaxed);
+  if (!CopyIn(index, kZeros, 1)) return Abandon(index, 1, nullptr);
+  Finish(index, 1);
+}
+
+// UFFDIO_COPY of `pages` pages from `src` to the region at `index`. A page
+// found already present counts as in place (os::Copy wakes its waiters):
+// it is there, which is all a waiting thread needs.
+bool FaultHandlers::CopyIn(size_t index, const char* src, size_t pages) {
+  char* dst = heap_->region->PageAddress(index);
+  size_t len = pages * kPageSize;
+  size_t done = 0;
+  while (done < len) {
+    os::OsResult<size_t> r =
+        os::Copy(heap_->uffd, dst + done, src + done, len - done);
+    done += r.value;
+    if (r.ok()) return true;
+    if (r.error != EAGAIN) return false;
+  }
+  return true;
+}
+
+void FaultHandlers::Finish(size_t index, size_t pages) {
+  for (size_t k = 0; k < pages; ++k) {
+    PageEntry& e = heap_->table->at(index + k);
+    e.age.store(0, std::memory_order_relaxed);
+    PageTable::Publish(e, PageState::kResident);
+  }
+}
+
+// The kernel refused the copy (out of memory, or the process is exiting):
+// put the claimed pages back as they were, so the woken thread faults again
+// and a later event retries.
+void FaultHandlers::Abandon(size_t index, size_t pages, const uint32_t* was) {
+  for (size_t k = 0; k < pages; ++k) {
+    PageEntry& e = heap_->table->at(index + k);
+    e.word.store(was != nullptr ? was[k] : PageWord::Pack(PageState::kUntouched),
+                 std::memory_order_release);
+  }
+  (void)os::Wake(heap_->uffd, heap_->region->PageAddress(index),
+                 pages * kPageSize);
+}
+
+}  // namespace coldheap::shim

@@ -1,0 +1,480 @@
+#include "shim/os.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+
+namespace coldheap::os {
+namespace {
+
+constexpr uintptr_t RoundUp(uintptr_t value, uintptr_t alignment) {
+  return (value + alignment - 1) & ~(alignment - 1);
+}
+
+__u64 Addr(const void* p) { return reinterpret_cast<uintptr_t>(p); }
+
+// ---------------------------------------------------------------------------
+// Userfaultfd set-up helpers (allocation allowed: set-up only).
+
+struct FeatureName {
+  uint64_t bit;
+  const char* name;
+  const char* since;  // first Linux release with it
+};
+
+constexpr FeatureName kFeatureNames[] = {
+    {UFFD_FEATURE_PAGEFAULT_FLAG_WP, "PAGEFAULT_FLAG_WP", "5.7"},
+    {UFFD_FEATURE_EVENT_FORK, "EVENT_FORK", "4.11"},
+    {UFFD_FEATURE_EVENT_REMAP, "EVENT_REMAP", "4.11"},
+    {UFFD_FEATURE_EVENT_REMOVE, "EVENT_REMOVE", "4.11"},
+    {UFFD_FEATURE_MISSING_HUGETLBFS, "MISSING_HUGETLBFS", "4.11"},
+    {UFFD_FEATURE_MISSING_SHMEM, "MISSING_SHMEM", "4.11"},
+    {UFFD_FEATURE_EVENT_UNMAP, "EVENT_UNMAP", "4.11"},
+    {UFFD_FEATURE_SIGBUS, "SIGBUS", "4.14"},
+    {UFFD_FEATURE_THREAD_ID, "THREAD_ID", "4.14"},
+    {UFFD_FEATURE_MINOR_HUGETLBFS, "MINOR_HUGETLBFS", "5.13"},
+    {UFFD_FEATURE_MINOR_SHMEM, "MINOR_SHMEM", "5.14"},
+    {UFFD_FEATURE_EXACT_ADDRESS, "EXACT_ADDRESS", "5.18"},
+    {UFFD_FEATURE_WP_HUGETLBFS_SHMEM, "WP_HUGETLBFS_SHMEM", "5.19"},
+    {UFFD_FEATURE_WP_UNPOPULATED, "WP_UNPOPULATED", "6.4"},
+    {UFFD_FEATURE_POISON, "POISON", "6.6"},
+    {UFFD_FEATURE_WP_ASYNC, "WP_ASYNC", "6.7"},
+    {UFFD_FEATURE_MOVE, "MOVE", "6.8"},
+};
+
+// The first line of a small /proc file, or "?".
+std::string ReadProcValue(const char* path) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return "?";
+  char buffer[32];
+  ssize_t n = read(fd, buffer, sizeof(buffer) - 1);
+  close(fd);
+  if (n <= 0) return "?";
+  buffer[n] = '\0';
+  buffer[strcspn(buffer, "\n")] = '\0';
+  return buffer;
+}
+
+bool IsPermissionError(int error) { return error == EPERM || error == EACCES; }
+
+struct RawUffd {
+  int fd = -1;
+  bool via_device = false;
+};
+
+// userfaultfd(2). Returns the fd or -errno.
+int OpenViaSyscall(int flags) {
+  long fd = syscall(SYS_userfaultfd, flags);
+  return fd < 0 ? -errno : static_cast<int>(fd);
+}
+
+// /dev/userfaultfd (Linux 6.1): access is decided by the device's file
+// permissions, not by vm.unprivileged_userfaultfd. Returns the fd or -errno;
+// `stage` says which step failed.
+int OpenViaDevice(int flags, const char** stage) {
+  *stage = "open";
+  int device = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+  if (device < 0) return -errno;
+  *stage = "USERFAULTFD_IOC_NEW";
+  int fd = ioctl(device, USERFAULTFD_IOC_NEW, flags);
+  int error = errno;
+  close(device);
+  return fd < 0 ? -error : fd;
+}
+
+std::string ExplainSyscallError(int error) {
+  std::string text = absl::StrCat("userfaultfd(2): ", ErrnoName(error));
+  if (error == EPERM) {
+    absl::StrAppend(
+        &text, " (vm.unprivileged_userfaultfd=",
+        ReadProcValue("/proc/sys/vm/unprivileged_userfaultfd"),
+        " and no CAP_SYS_PTRACE, or a seccomp filter; UFFD_USER_MODE_ONLY "
+        "would be allowed but coldheap must serve faults taken by the "
+        "kernel, as in read(2) into the heap)");
+  } else if (error == ENOSYS) {
+    absl::StrAppend(&text,
+                    " (kernel built without CONFIG_USERFAULTFD, or a seccomp "
+                    "filter)");
+  }
+  return text;
+}
+
+std::string ExplainDeviceError(int error, const char* stage) {
+  std::string text =
+      absl::StrCat("/dev/userfaultfd ", stage, ": ", ErrnoName(error));
+  if (strcmp(stage, "open") == 0) {
+    if (error == ENOENT) {
+      absl::StrAppend(&text, " (no such device: Linux < 6.1)");
+    } else if (IsPermissionError(error)) {
+      absl::StrAppend(&text,
+                      " (not accessible: needs read-write permission on the "
+                      "device, usually root only)");
+    }
+  }
+  return text;
+}
+
+// Opens a userfaultfd from `source`, trying the syscall first under kAny.
+absl::StatusOr<RawUffd> OpenRaw(UffdSource source, int flags) {
+  std::string reasons;
+  bool permission = false;
+  if (source != UffdSource::kDevice) {
+    int fd = OpenViaSyscall(flags);
+    if (fd >= 0) return RawUffd{fd, false};
+    reasons = ExplainSyscallError(-fd);
+    permission |= IsPermissionError(-fd);
+  }
+  if (source != UffdSource::kSyscall) {
+    const char* stage = "";
+    int fd = OpenViaDevice(flags, &stage);
+    if (fd >= 0) return RawUffd{fd, true};
+    absl::StrAppend(&reasons, reasons.empty() ? "" : "; ",
+                    ExplainDeviceError(-fd, stage));
+    permission |= IsPermissionError(-fd);
+  }
+  std::string message = absl::StrCat("userfaultfd unavailable: ", reasons);
+  return permission ? absl::PermissionDeniedError(message)
+                    : absl::UnavailableError(message);
+}
+
+// The UFFDIO_API handshake asking for `features`. Returns errno or 0.
+int Handshake(int fd, uint64_t features, uffdio_api* api) {
+  *api = {};
+  api->api = UFFD_API;
+  api->features = features;
+  return ioctl(fd, UFFDIO_API, api) == 0 ? 0 : errno;
+}
+
+std::string DescribeMissing(uint64_t missing) {
+  std::string text;
+  for (const FeatureName& f : kFeatureNames) {
+    if ((missing & f.bit) == 0) continue;
+    absl::StrAppend(&text, text.empty() ? "" : ", ", f.name, " (Linux ",
+                    f.since, "+)");
+    missing &= ~f.bit;
+  }
+  if (missing != 0) {
+    absl::StrAppend(&text, text.empty() ? "" : ", ", "bits 0x",
+                    absl::Hex(missing));
+  }
+  return text;
+}
+
+// ---------------------------------------------------------------------------
+// Fills.
+
+// The result of a UFFDIO_COPY/ZEROPAGE/MOVE-style ioctl: `ret` from ioctl,
+// `progress` the kernel's count (bytes, or -errno).
+OsResult<size_t> FillResult(int ret, int error, __s64 progress, size_t len) {
+  if (ret == 0) return {len, 0};
+  if (progress > 0) return {static_cast<size_t>(progress), error};
+  return {0, error};
+}
+
+// EEXIST on the first page of a fill: someone else filled it. Count the page
+// as done and wake whoever waits on it.
+OsResult<size_t> FirstPagePresent(int uffd, void* dst, size_t len,
+                                  bool wake) {
+  if (wake) {
+    OsStatus woken = Wake(uffd, dst, kPageSize);
+    if (!woken.ok()) return {0, woken.error};
+  }
+  return {kPageSize, len > kPageSize ? EAGAIN : 0};
+}
+
+}  // namespace
+
+const char* ErrnoName(int error) {
+  const char* name = strerrorname_np(error);
+  return name != nullptr ? name : "E?";
+}
+
+OsStatus CloseFd(int fd) { return {close(fd) == 0 ? 0 : errno}; }
+
+// ---------------------------------------------------------------------------
+// Memory.
+
+OsResult<void*> Reserve(size_t bytes) {
+  if (bytes == 0) return {nullptr, EINVAL};
+  const size_t size = RoundUp(bytes, kPageSize);
+  // mmap returns page-aligned memory: this much more always holds a 2 MiB
+  // aligned start.
+  const size_t span = size + kHugePageSize - kPageSize;
+  if (size < bytes || span < size) return {nullptr, ENOMEM};
+  void* raw = mmap(nullptr, span, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (raw == MAP_FAILED) return {nullptr, errno};
+  const uintptr_t base = reinterpret_cast<uintptr_t>(raw);
+  const uintptr_t start = RoundUp(base, kHugePageSize);
+  const size_t head = start - base;
+  const size_t tail = span - head - size;
+  if (head != 0) munmap(raw, head);
+  if (tail != 0) munmap(reinterpret_cast<void*>(start + size), tail);
+  void* region = reinterpret_cast<void*>(start);
+  // Best effort: EINVAL only where the kernel has no THP at all.
+  (void)NoHugePages(region, size);
+  return {region, 0};
+}
+
+OsStatus Release(void* addr, size_t bytes) {
+  return {munmap(addr, bytes) == 0 ? 0 : errno};
+}
+
+OsStatus DontNeed(void* addr, size_t bytes) {
+  return {madvise(addr, bytes, MADV_DONTNEED) == 0 ? 0 : errno};
+}
+
+OsStatus NoHugePages(void* addr, size_t bytes) {
+  return {madvise(addr, bytes, MADV_NOHUGEPAGE) == 0 ? 0 : errno};
+}
+
+// ---------------------------------------------------------------------------
+// Userfaultfd.
+
+absl::StatusOr<Userfaultfd> OpenUserfaultfd(const UffdOptions& options) {
+  // Never UFFD_USER_MODE_ONLY: see os.h.
+  const int flags = O_CLOEXEC | (options.nonblocking ? O_NONBLOCK : 0);
+
+  // What the kernel offers, learnt on a throw-away fd: the handshake happens
+  // once per fd, and asking for an unknown feature fails it.
+  absl::StatusOr<RawUffd> probe = OpenRaw(options.source, flags);
+  if (!probe.ok()) return probe.status();
+  uffdio_api api;
+  int error = Handshake(probe->fd, 0, &api);
+  close(probe->fd);
+  if (error != 0) {
+    return absl::UnavailableError(absl::StrCat(
+        "userfaultfd: UFFDIO_API handshake failed: ", ErrnoName(error)));
+  }
+  const uint64_t available = api.features;
+  const uint64_t missing = options.required_features & ~available;
+  if (missing != 0) {
+    return absl::UnavailableError(absl::StrCat(
+        "userfaultfd: the kernel lacks ", DescribeMissing(missing)));
+  }
+
+  // The same way in that worked for the probe.
+  absl::StatusOr<RawUffd> raw = OpenRaw(
+      probe->via_device ? UffdSource::kDevice : UffdSource::kSyscall, flags);
+  if (!raw.ok()) return raw.status();
+  const uint64_t asked = (options.wanted_features | options.required_features) &
+                         available;
+  error = Handshake(raw->fd, asked, &api);
+  if (error != 0) {
+    close(raw->fd);
+    return absl::UnavailableError(
+        absl::StrCat("userfaultfd: UFFDIO_API handshake asking for ",
+                     DescribeFeatures(asked), " failed: ", ErrnoName(error)));
+  }
+  Userfaultfd uffd;
+  uffd.fd = raw->fd;
+  // The kernel answers with everything it offers, not what it enabled: the
+  // enabled set is what was asked for.
+  uffd.features = asked & api.features;
+  uffd.available = available;
+  uffd.ioctls = api.ioctls;
+  uffd.via_device = raw->via_device;
+  return uffd;
+}
+
+std::string DescribeFeatures(uint64_t features) {
+  std::string text;
+  for (const FeatureName& f : kFeatureNames) {
+    if ((features & f.bit) == 0) continue;
+    absl::StrAppend(&text, text.empty() ? "" : "|", f.name);
+    features &= ~f.bit;
+  }
+  if (features != 0) {
+    absl::StrAppend(&text, text.empty() ? "" : "|", "0x", absl::Hex(features));
+  }
+  return text.empty() ? "none" : text;
+}
+
+OsResult<uint64_t> Register(int uffd, void* addr, size_t len, uint64_t mode) {
+  uffdio_register reg = {};
+  reg.range.start = Addr(addr);
+  reg.range.len = len;
+  reg.mode = mode;
+  if (ioctl(uffd, UFFDIO_REGISTER, &reg) != 0) return {0, errno};
+  return {reg.ioctls, 0};
+}
+
+OsStatus Unregister(int uffd, void* addr, size_t len) {
+  uffdio_range range = {Addr(addr), len};
+  return {ioctl(uffd, UFFDIO_UNREGISTER, &range) == 0 ? 0 : errno};
+}
+
+OsResult<size_t> Copy(int uffd, void* dst, const void* src, size_t len,
+                      uint64_t mode) {
+  uffdio_copy copy = {};
+  copy.dst = Addr(dst);
+  copy.src = Addr(src);
+  copy.len = len;
+  copy.mode = mode;
+  const int ret = ioctl(uffd, UFFDIO_COPY, &copy);
+  const int error = errno;
+  if (ret != 0 && error == EEXIST) {
+    return FirstPagePresent(uffd, dst, len,
+                            (mode & UFFDIO_COPY_MODE_DONTWAKE) == 0);
+  }
+  return FillResult(ret, error, copy.copy, len);
+}
+
+OsResult<size_t> ZeroPage(int uffd, void* dst, size_t len, uint64_t mode) {
+  uffdio_zeropage zero = {};
+  zero.range.start = Addr(dst);
+  zero.range.len = len;
+  zero.mode = mode;
+  const int ret = ioctl(uffd, UFFDIO_ZEROPAGE, &zero);
+  const int error = errno;
+  if (ret != 0 && error == EEXIST) {
+    return FirstPagePresent(uffd, dst, len,
+                            (mode & UFFDIO_ZEROPAGE_MODE_DONTWAKE) == 0);
+  }
+  return FillResult(ret, error, zero.zeropage, len);
+}
+
+OsResult<size_t> Move(int uffd, void* dst, void* src, size_t len,
+                      uint64_t mode) {
+  uffdio_move move = {};
+  move.dst = Addr(dst);
+  move.src = Addr(src);
+  move.len = len;
+  move.mode = mode;
+  const int ret = ioctl(uffd, UFFDIO_MOVE, &move);
+  return FillResult(ret, errno, move.move, len);
+}
+
+OsStatus WriteProtect(int uffd, void* addr, size_t len, bool protect,
+                      bool dont_wake) {
+  uffdio_writeprotect wp = {};
+  wp.range.start = Addr(addr);
+  wp.range.len = len;
+  wp.mode = (protect ? UFFDIO_WRITEPROTECT_MODE_WP : 0) |
+            (dont_wake ? UFFDIO_WRITEPROTECT_MODE_DONTWAKE : 0);
+  return {ioctl(uffd, UFFDIO_WRITEPROTECT, &wp) == 0 ? 0 : errno};
+}
+
+OsStatus Wake(int uffd, void* addr, size_t len) {
+  uffdio_range range = {Addr(addr), len};
+  return {ioctl(uffd, UFFDIO_WAKE, &range) == 0 ? 0 : errno};
+}
+
+OsResult<size_t> ReadEvents(int uffd, uffd_msg* out, size_t max) {
+  if (max == 0) return {0, EINVAL};
+  for (;;) {
+    const ssize_t n = read(uffd, out, max * sizeof(uffd_msg));
+    if (n >= 0) return {static_cast<size_t>(n) / sizeof(uffd_msg), 0};
+    if (errno != EINTR) return {0, errno};
+  }
+}
+
+OsResult<bool> WaitReadable(int fd, int timeout_ms) {
+  pollfd p = {fd, POLLIN, 0};
+  const int n = poll(&p, 1, timeout_ms);
+  if (n < 0) return {false, errno};
+  return {n > 0 && (p.revents & POLLIN) != 0, 0};
+}
+
+// ---------------------------------------------------------------------------
+// PAGEMAP_SCAN.
+
+absl::StatusOr<int> OpenPagemap() {
+  const int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return absl::UnavailableError(absl::StrCat(
+        "cannot open /proc/self/pagemap: ", ErrnoName(errno)));
+  }
+  return fd;
+}
+
+bool PagemapScanSupported(int pagemap_fd) {
+  return PageMapScan(pagemap_fd, nullptr, 0, ScanRequest{}, nullptr, 0).ok();
+}
+
+OsResult<ScanResult> PageMapScan(int pagemap_fd, const void* start, size_t len,
+                                 const ScanRequest& request, page_region* out,
+                                 size_t out_len) {
+  pm_scan_arg arg = {};
+  arg.size = sizeof(arg);
+  arg.flags = request.flags;
+  arg.start = Addr(start);
+  arg.end = Addr(start) + len;
+  arg.vec = Addr(out);
+  arg.vec_len = out_len;
+  arg.max_pages = request.max_pages;
+  arg.category_inverted = request.category_inverted;
+  arg.category_mask = request.category_mask;
+  arg.category_anyof_mask = request.category_anyof_mask;
+  arg.return_mask = request.return_mask;
+  const int n = ioctl(pagemap_fd, PAGEMAP_SCAN, &arg);
+  if (n < 0) return {{}, errno};
+  return {{static_cast<size_t>(n), static_cast<uintptr_t>(arg.walk_end)}, 0};
+}
+
+OsResult<ScanResult> ScanWrittenAndProtect(int pagemap_fd, const void* start,
+                                           size_t len, page_region* out,
+                                           size_t out_len) {
+  ScanRequest request;
+  request.flags = PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC;
+  // Exactly PAGE_IS_WRITTEN in both masks: the kernel's fast path.
+  request.category_mask = PAGE_IS_WRITTEN;
+  request.return_mask = PAGE_IS_WRITTEN;
+  return PageMapScan(pagemap_fd, start, len, request, out, out_len);
+}
+
+OsResult<ScanResult> QueryPages(int pagemap_fd, const void* start, size_t len,
+                                uint64_t required, uint64_t report,
+                                page_region* out, size_t out_len) {
+  ScanRequest request;
+  request.category_mask = required;
+  request.return_mask = report;
+  return PageMapScan(pagemap_fd, start, len, request, out, out_len);
+}
+
+// ---------------------------------------------------------------------------
+// Threads and clocks.
+
+OsStatus PinCurrentThreadToCpu(int cpu) {
+  if (cpu < 0 || cpu >= CPU_SETSIZE) return {EINVAL};
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  return {sched_setaffinity(0, sizeof(set), &set) == 0 ? 0 : errno};
+}
+
+int NumCpus() {
+  const long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 ? static_cast<int>(n) : 1;
+}
+
+int CurrentCpu() { return sched_getcpu(); }
+
+pid_t GetTid() { return gettid(); }
+
+namespace {
+uint64_t ClockNs(clockid_t clock) {
+  timespec ts;
+  clock_gettime(clock, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000u +
+         static_cast<uint64_t>(ts.tv_nsec);
+}
+}  // namespace
+
+uint64_t ThreadCpuTimeNs() { return ClockNs(CLOCK_THREAD_CPUTIME_ID); }
+
+uint64_t MonotonicNowNs() { return ClockNs(CLOCK_MONOTONIC); }
+
+}  // namespace coldheap::os

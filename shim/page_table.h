@@ -1,0 +1,118 @@
+// The page table: one entry per 4 KiB page of the managed region, in memory
+// the shim maps for itself (never in the region, so reading it never faults).
+//
+// Each entry is a small state machine. Its state word is the only thing
+// threads race on; the payload beside it (a pool handle, a fill value or a
+// staging slot) belongs to whoever moved the state word last, and is written
+// before and read after that move (release/acquire).
+//
+//   kUntouched   no page frame; the next touch reads zeros (fresh or purged)
+//   kResident    the page is (normally) mapped; the evictor may claim it
+//   kClaimed     the evictor owns it and is moving it out of the region
+//   kStaged      moved out to the evictor's staging slot `payload`, being
+//                compressed; a fault copies it back from there (no decompress)
+//   kRestoring   a fault handler owns it and is putting the bytes back
+//   kCompressed  stored in the pool under handle `payload`, `size` bytes
+//   kSameFilled  every 8-byte word equals `payload`; no pool memory
+//   kDiscarded   jemalloc purged it while compressed: reads zeros, and the
+//                pool handle in `payload` still has to be freed (program
+//                threads never touch the pool, so they leave that to the
+//                evictor or the next fault)
+//
+// Who moves what: the evictor Resident->Claimed->Staged->{Compressed,
+// SameFilled, Resident}; fault handlers {Untouched, Staged, Compressed,
+// SameFilled, Discarded}->Restoring->Resident; jemalloc's purge (a program
+// thread) anything->Untouched/Discarded, waiting out Claimed and Restoring,
+// which their owners finish without ever waiting on a program thread.
+#ifndef COLDHEAP_SHIM_PAGE_TABLE_H_
+#define COLDHEAP_SHIM_PAGE_TABLE_H_
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+namespace coldheap::shim {
+
+inline constexpr size_t kPageSize = 4096;
+inline constexpr int kPageShift = 12;
+
+enum class PageState : uint8_t {
+  kUntouched = 0,  // zero-initialised memory means "untouched"
+  kResident,
+  kClaimed,
+  kStaged,
+  kRestoring,
+  kCompressed,
+  kSameFilled,
+  kDiscarded,
+};
+
+// The state word packs the state with the compressed size (for kCompressed).
+struct PageWord {
+  PageState state;
+  uint16_t size;  // compressed bytes, kCompressed only
+
+  static uint32_t Pack(PageState s, uint16_t size = 0) {
+    return static_cast<uint32_t>(s) | (static_cast<uint32_t>(size) << 8);
+  }
+  static PageWord Unpack(uint32_t w) {
+    return PageWord{static_cast<PageState>(w & 0xff),
+                    static_cast<uint16_t>(w >> 8)};
+  }
+};
+
+struct PageEntry {
+  std::atomic<uint32_t> word;  // PageWord::Pack
+  // Scans since the page was last written or restored (saturating). Owned by
+  // the evictor's scanner; others only reset it through MarkTouched.
+  std::atomic<uint8_t> age;
+  // Scans to skip this page after it compressed poorly (exponential back-off).
+  uint8_t skip_scans;
+  uint8_t poor_compressions;
+  uint8_t unused;
+  uint64_t payload;  // handle / fill value / staging slot, see above
+};
+static_assert(sizeof(PageEntry) == 16, "keep the page table at 16 B a page");
+
+class PageTable {
+ public:
+  PageTable() = default;
+  // `entries` is zero-filled memory (all kUntouched) for `pages` pages,
+  // mapped by the caller outside the region.
+  PageTable(PageEntry* entries, size_t pages)
+      : entries_(entries), pages_(pages) {}
+
+  PageEntry& at(size_t index) const { return entries_[index]; }
+  size_t pages() const { return pages_; }
+
+  static uint32_t LoadWord(const PageEntry& e) {
+    return e.word.load(std::memory_order_acquire);
+  }
+  static PageWord Load(const PageEntry& e) {
+    return PageWord::Unpack(LoadWord(e));
+  }
+  // Moves `e` to `to` if its word is still `expected` (as loaded).
+  static bool Claim(PageEntry& e, uint32_t expected, PageState to) {
+    return e.word.compare_exchange_strong(expected, PageWord::Pack(to),
+                                          std::memory_order_acq_rel);
+  }
+  // Moves `e` from `from` (a state without a size) to `to`.
+  static bool Transition(PageEntry& e, PageState from, PageState to,
+                         uint16_t size = 0) {
+    uint32_t expected = PageWord::Pack(from);
+    return e.word.compare_exchange_strong(expected, PageWord::Pack(to, size),
+                                          std::memory_order_acq_rel);
+  }
+  // Stores a state the caller owns the entry for (after a Claim/Transition).
+  static void Publish(PageEntry& e, PageState to, uint16_t size = 0) {
+    e.word.store(PageWord::Pack(to, size), std::memory_order_release);
+  }
+
+ private:
+  PageEntry* entries_ = nullptr;
+  size_t pages_ = 0;
+};
+
+}  // namespace coldheap::shim
+
+#endif  // COLDHEAP_SHIM_PAGE_TABLE_H_

@@ -1,0 +1,201 @@
+// Start-up, fork and exit: wires the region, page table, pool, fault
+// handlers and evictor together, or leaves the program on plain jemalloc
+// with one stderr line saying why (invariant 5).
+//
+// Order at start-up matters:
+//   1. configuration; COLDHEAP_ENABLE=0 stops here
+//   2. the internal arena, for the shim's own threads (thread.h)
+//   3. userfaultfd with WP_ASYNC and MOVE; the region, the staging slots and
+//      the page table; registration; /proc/self/pagemap with PAGEMAP_SCAN
+//   4. the pool, the fault handlers, the evictor
+//   5. only then jemalloc's hooks: from here on the heap grows in the region
+// Anything failing before step 5 is undone and the program runs on plain
+// jemalloc; nothing of its heap is in the region yet.
+//
+// fork(2): the prepare handler pauses the evictor between batches and the
+// fault handlers between events, so no page is in flight and no pool lock is
+// held. The child gets a fresh userfaultfd over the same region (the parent's
+// registration does not survive fork without EVENT_FORK, which needs
+// CAP_SYS_PTRACE) and fresh threads; its evicted pages are still described by
+// its copy of the page table and the pool. vfork and posix_spawn share the
+// parent's address space and are served by the parent's handlers.
+#include <pthread.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <new>
+
+#include "pool/default_registry.h"
+#include "shim/config.h"
+#include "shim/evictor.h"
+#include "shim/extent_hooks.h"
+#include "shim/fault_handler.h"
+#include "shim/heap.h"
+#include "shim/log.h"
+#include "shim/os.h"
+#include "shim/page_table.h"
+#include "shim/region.h"
+#include "shim/stats.h"
+#include "shim/thread.h"
+
+namespace coldheap::shim {
+namespace {
+
+struct Runtime {
+  Config config;
+  Region region;
+  PageTable table;
+  Stats stats;
+  pool::ZpoolPtr pool;
+  Heap heap;
+  FaultHandlers handlers;
+  Evictor evictor;
+  int pagemap_fd = -1;
+  bool active = false;
+};
+
+// Never destroyed: our threads run until the process's last instruction.
+alignas(Runtime) unsigned char runtime_storage[sizeof(Runtime)];
+Runtime* runtime = nullptr;
+
+void Disable(absl::string_view why) {
+  LogLine(LogLevel::kError, {"disabled, running on plain jemalloc: ", why});
+}
+
+// Userfaultfd and its registrations; false (having said why) on failure.
+bool WatchRegion(Runtime& rt) {
+  absl::StatusOr<os::Userfaultfd> uffd = os::OpenUserfaultfd(
+      {.required_features = UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_MOVE});
+  if (!uffd.ok()) {
+    Disable(uffd.status().message());
+    return false;
+  }
+  rt.heap.uffd = uffd->fd;
+  if (!os::Register(uffd->fd, rt.region.base(), rt.region.bytes()).ok() ||
+      !os::Register(uffd->fd, rt.heap.staging.base,
+                    Staging::kSlots * kPageSize, UFFDIO_REGISTER_MODE_MISSING)
+           .ok()) {
+    Disable("UFFDIO_REGISTER of the region failed");
+    return false;
+  }
+  absl::StatusOr<int> pagemap = os::OpenPagemap();
+  if (!pagemap.ok() || !os::PagemapScanSupported(*pagemap)) {
+    Disable("PAGEMAP_SCAN unavailable (Linux 6.7 or later needed)");
+    return false;
+  }
+  rt.pagemap_fd = *pagemap;
+  return true;
+}
+
+// Reserves the region, the staging slots and the page table.
+bool MapRegion(Runtime& rt) {
+  os::OsResult<void*> region = os::Reserve(rt.config.region_size);
+  os::OsResult<void*> staging = os::Reserve(Staging::kSlots * kPageSize);
+  size_t pages = rt.config.region_size / kPageSize;
+  os::OsResult<void*> table = os::Reserve(pages * sizeof(PageEntry));
+  if (!region.ok() || !staging.ok() || !table.ok()) {
+    Disable("could not reserve the region (COLDHEAP_REGION_SIZE)");
+    return false;
+  }
+  new (&rt.region) Region(static_cast<char*>(region.value), rt.config.region_size);
+  rt.heap.staging.base = static_cast<char*>(staging.value);
+  rt.table = PageTable(static_cast<PageEntry*>(table.value), pages);
+  return true;
+}
+
+bool CreatePool(Runtime& rt) {
+  absl::string_view type =
+      rt.config.zpool == ZpoolKind::kZbud ? "zbud" : pool::kDefaultZpoolType;
+  absl::StatusOr<pool::ZpoolPtr> pool =
+      pool::DefaultZpoolRegistry().CreatePool(type, "coldheap", {});
+  if (!pool.ok()) {
+    Disable(pool.status().message());
+    return false;
+  }
+  rt.pool = std::move(*pool);
+  return true;
+}
+
+bool StartThreads(Runtime& rt) {
+  if (!rt.handlers.Start(rt.heap)) {
+    Disable("could not start the fault handler threads");
+    return false;
+  }
+  if (!rt.evictor.Start(rt.heap, rt.pagemap_fd)) {
+    // Handlers are running and harmless with nothing evicted.
+    Disable("could not start the evictor thread");
+    return false;
+  }
+  return true;
+}
+
+void WriteStatsNow() {
+  const Config& c = runtime->config;
+  if (c.stats == StatsDestination::kStderr) WriteStats(runtime->stats, 2);
+  if (c.stats == StatsDestination::kFile) {
+    WriteStatsFile(runtime->stats, c.stats_path);
+  }
+}
+
+void PrepareFork() {
+  if (runtime == nullptr || !runtime->active) return;
+  runtime->evictor.Pause();
+  runtime->handlers.Pause();
+}
+
+void ParentAfterFork() {
+  if (runtime == nullptr || !runtime->active) return;
+  runtime->handlers.Resume();
+  runtime->evictor.Resume();
+}
+
+// In the child only this thread exists, and the region is unwatched: until
+// it is registered again, a touch of an evicted page would read zeros.
+void ChildAfterFork() {
+  if (runtime == nullptr || !runtime->active) return;
+  Runtime& rt = *runtime;
+  (void)os::CloseFd(rt.heap.uffd);
+  (void)os::CloseFd(rt.pagemap_fd);
+  // The paused threads' locks are held by threads that no longer exist.
+  new (&rt.handlers) FaultHandlers();
+  new (&rt.evictor) Evictor();
+  if (!WatchRegion(rt) || !StartThreads(rt)) {
+    LogLine(LogLevel::kError,
+            {"forked child could not watch its heap; aborting rather than "
+             "read zeros for evicted pages"});
+    abort();
+  }
+}
+
+void Start() {
+  static bool started = false;
+  if (started) return;
+  started = true;
+  Config config = LoadConfig();
+  if (!config.enable) return;  // COLDHEAP_ENABLE=0 is not an error
+  runtime = new (runtime_storage) Runtime();
+  Runtime& rt = *runtime;
+  rt.config = config;
+  rt.heap.config = &rt.config;
+  rt.heap.region = &rt.region;
+  rt.heap.table = &rt.table;
+  rt.heap.stats = &rt.stats;
+  if (!CreateInternalArena()) return Disable("jemalloc refused an arena");
+  if (!MapRegion(rt) || !WatchRegion(rt) || !CreatePool(rt)) return;
+  rt.heap.pool = rt.pool.get();
+  if (!StartThreads(rt)) return;
+  if (InstallExtentHooks(RegionExtentHooks(rt.heap)) == 0) {
+    return Disable("jemalloc refused the extent hooks");
+  }
+  rt.active = true;
+  pthread_atfork(&PrepareFork, &ParentAfterFork, &ChildAfterFork);
+  if (config.stats != StatsDestination::kNone) atexit(&WriteStatsNow);
+}
+
+}  // namespace
+
+// Runs when the dynamic loader initialises libcoldheap.so, before the
+// program's own constructors.
+__attribute__((constructor)) void ColdheapInit() { Start(); }
+
+}  // namespace coldheap::shim

@@ -1,0 +1,136 @@
+#include "shim/stats.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+
+namespace coldheap::shim {
+namespace {
+
+// Text in a fixed buffer: statistics are written from our threads and at
+// exit, where malloc and stdio are off limits.
+class Text {
+ public:
+  void Append(const char* s) {
+    size_t n = strlen(s);
+    if (n > sizeof(buf_) - size_) n = sizeof(buf_) - size_;
+    memcpy(buf_ + size_, s, n);
+    size_ += n;
+  }
+  void AppendUint(uint64_t v) {
+    char digits[24];
+    int n = 0;
+    do {
+      digits[n++] = static_cast<char>('0' + v % 10);
+      v /= 10;
+    } while (v != 0);
+    while (n > 0 && size_ < sizeof(buf_)) buf_[size_++] = digits[--n];
+  }
+  void Line(const char* name, uint64_t value) {
+    Append(name);
+    Append(" ");
+    AppendUint(value);
+    Append("\n");
+  }
+  // `num / den` with two decimals.
+  void Ratio(const char* name, uint64_t num, uint64_t den) {
+    Append(name);
+    Append(" ");
+    if (den == 0) {
+      Append("0.00\n");
+      return;
+    }
+    uint64_t hundredths = num * 100 / den;
+    AppendUint(hundredths / 100);
+    Append(".");
+    if (hundredths % 100 < 10) Append("0");
+    AppendUint(hundredths % 100);
+    Append("\n");
+  }
+  bool WriteTo(int fd) const {
+    size_t done = 0;
+    while (done < size_) {
+      ssize_t n = write(fd, buf_ + done, size_ - done);
+      if (n <= 0) return false;
+      done += static_cast<size_t>(n);
+    }
+    return true;
+  }
+
+ private:
+  char buf_[4096];
+  size_t size_ = 0;
+};
+
+uint64_t Get(const Counter& c) { return c.load(std::memory_order_relaxed); }
+
+void Format(const Stats& s, Text& t) {
+  t.Append("# coldheap statistics (zswap names where zswap has one)\n");
+  t.Line("stored_pages", Get(s.stored_pages));
+  t.Line("same_filled_pages", Get(s.same_filled_pages));
+  t.Line("compressed_bytes", Get(s.compressed_bytes));
+  t.Line("pool_total_size", Get(s.pool_total_size));
+  t.Ratio("compression_ratio", Get(s.stored_pages) * 4096,
+          Get(s.pool_total_size));
+  t.Line("resident_pages", Get(s.resident_pages));
+  t.Line("heap_pages", Get(s.heap_pages));
+  t.Line("evicted_pages", Get(s.evicted_pages));
+  t.Line("reject_compress_poor", Get(s.reject_compress_poor));
+  t.Line("reject_busy", Get(s.reject_busy));
+  t.Line("refaults", Get(s.refaults));
+  t.Line("staged_refaults", Get(s.staged_refaults));
+  t.Line("fault_around_pages", Get(s.fault_around_pages));
+  t.Line("first_touch_faults", Get(s.first_touch_faults));
+  t.Line("first_touch_pages", Get(s.first_touch_pages));
+  t.Line("purged_pages", Get(s.purged_pages));
+  t.Line("discarded_pages", Get(s.discarded_pages));
+  t.Line("pool_limit_hit", Get(s.pool_limit_hit));
+  t.Line("written_back_pages", Get(s.written_back_pages));
+  t.Line("scans", Get(s.scans));
+  t.Line("evictor_cpu_us", Get(s.evictor_cpu_ns) / 1000);
+  t.Line("handler_cpu_us", Get(s.handler_cpu_ns) / 1000);
+  for (int b = 0; b < kLatencyBuckets; ++b) {
+    t.Append("fault_latency_us_lt_");
+    t.AppendUint(uint64_t{1} << b);
+    t.Append(" ");
+    t.AppendUint(Get(s.fault_latency_us[b]));
+    t.Append("\n");
+  }
+}
+
+}  // namespace
+
+void Stats::RecordFaultLatency(uint64_t ns) {
+  uint64_t us = ns / 1000;
+  int bucket = 0;
+  while (bucket < kLatencyBuckets - 1 && (uint64_t{1} << bucket) <= us) {
+    ++bucket;
+  }
+  fault_latency_us[bucket].fetch_add(1, std::memory_order_relaxed);
+}
+
+void WriteStats(const Stats& stats, int fd) {
+  Text text;
+  Format(stats, text);
+  text.WriteTo(fd);
+}
+
+bool WriteStatsFile(const Stats& stats, const char* path) {
+  char tmp[4096 + 8];
+  size_t n = strlen(path);
+  if (n + 5 > sizeof(tmp)) return false;
+  memcpy(tmp, path, n);
+  memcpy(tmp + n, ".tmp", 5);
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return false;
+  Text text;
+  Format(stats, text);
+  bool ok = text.WriteTo(fd);
+  close(fd);
+  // rename: a reader never sees a half-written file.
+  return ok && rename(tmp, path) == 0;
+}
+
+}  // namespace coldheap::shim

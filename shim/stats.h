@@ -1,0 +1,64 @@
+// The shim's statistics. Counter names follow zswap's debugfs files
+// (stored_pages, same_filled_pages, pool_total_size, reject_compress_poor,
+// pool_limit_hit, written_back_pages), so a reader who knows zswap knows
+// these. Every counter is a relaxed atomic: the fault handler and evictor
+// bump them without locks, and a reader only needs a recent, not a
+// consistent, snapshot.
+#ifndef COLDHEAP_SHIM_STATS_H_
+#define COLDHEAP_SHIM_STATS_H_
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+namespace coldheap::shim {
+
+using Counter = std::atomic<uint64_t>;
+
+// Fault service time in the handler, in power-of-two microsecond buckets:
+// bucket b counts services that took [2^(b-1), 2^b) us; bucket 0 is < 1 us.
+inline constexpr int kLatencyBuckets = 16;
+
+struct Stats {
+  // Pool contents (gauges).
+  Counter stored_pages{0};       // pages held compressed in the pool
+  Counter same_filled_pages{0};  // pages held as one repeated word
+  Counter compressed_bytes{0};   // sum of compressed sizes now stored
+  Counter pool_total_size{0};    // the pool's TotalSize() at the last scan
+  Counter resident_pages{0};     // managed pages believed mapped
+  Counter heap_pages{0};         // pages of the region handed to jemalloc
+
+  // Events (totals since start).
+  Counter evicted_pages{0};         // pages compressed or same-filled
+  Counter reject_compress_poor{0};  // pages kept resident: compressed badly
+  Counter reject_busy{0};           // pages that could not be moved (COW)
+  Counter refaults{0};              // evicted pages faulted back
+  Counter staged_refaults{0};       // refaults served from staging (no decompress)
+  Counter first_touch_faults{0};    // faults on untouched memory
+  Counter first_touch_pages{0};     // pages zero-filled by those faults
+  Counter fault_around_pages{0};    // neighbours restored with a refault
+  Counter purged_pages{0};          // pages jemalloc purged or decommitted
+  Counter discarded_pages{0};       // compressed copies dropped by purges
+  Counter pool_limit_hit{0};
+  Counter written_back_pages{0};
+  Counter scans{0};
+
+  // Costs.
+  Counter evictor_cpu_ns{0};
+  Counter handler_cpu_ns{0};
+  Counter fault_latency_us[kLatencyBuckets] = {};
+
+  void RecordFaultLatency(uint64_t ns);
+};
+
+// Writes a snapshot of `stats` as "name value" lines to `fd` with one
+// write(2). Allocation-free.
+void WriteStats(const Stats& stats, int fd);
+
+// Replaces the file at `path` (mode 0600) with a snapshot, atomically
+// (write a temporary beside it, then rename). False on any failure.
+bool WriteStatsFile(const Stats& stats, const char* path);
+
+}  // namespace coldheap::shim
+
+#endif  // COLDHEAP_SHIM_STATS_H_
