@@ -1,3 +1,8 @@
+// The one COLDHEAP_* parser. It is longer than most files because nothing
+// ready-made may be used here (absl::SimpleAtoi and friends accept signs and
+// spaces we reject, and the strto* family depends on locale): in order, text
+// helpers, number parsers, their inverse formatters, the variable table with
+// one parse and one print case per setting, and the environment walk.
 #include "shim/config.h"
 
 #include <unistd.h>

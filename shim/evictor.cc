@@ -43,7 +43,6 @@ bool Evictor::Start(Heap& heap, int pagemap_fd) {
 }
 
 void* Evictor::ThreadMain(void* arg) {
-  EnterInternalArena();
   auto* self = static_cast<Evictor*>(arg);
   for (;;) {
     SleepMs(self->heap_->config->scan_interval_ms);

@@ -53,7 +53,6 @@ void FaultHandlers::Resume() {
 }
 
 void* FaultHandlers::ThreadMain(void* arg) {
-  EnterInternalArena();
   auto* h = static_cast<Handler*>(arg);
   (void)os::PinCurrentThreadToCpu(h->cpu);
   h->owner->Run(*h);

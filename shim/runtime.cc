@@ -184,8 +184,13 @@ void Start() {
   if (!MapRegion(rt) || !WatchRegion(rt) || !CreatePool(rt)) return;
   rt.heap.pool = rt.pool.get();
   if (!StartThreads(rt)) return;
-  if (InstallExtentHooks(RegionExtentHooks(rt.heap)) == 0) {
-    return Disable("jemalloc refused the extent hooks");
+  unsigned hooked = InstallExtentHooks(RegionExtentHooks(rt.heap));
+  if (hooked == 0) return Disable("jemalloc refused the extent hooks");
+  if (LogEnabled(LogLevel::kInfo)) {
+    LineWriter line;
+    line.Append("watching a region of ").AppendUint(rt.region.bytes() >> 20)
+        .Append(" MiB; ").AppendUint(hooked).Append(" arenas hooked");
+    line.Write();
   }
   rt.active = true;
   pthread_atfork(&PrepareFork, &ParentAfterFork, &ChildAfterFork);

@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <cstring>
 
+#include "absl/strings/string_view.h"
+
 namespace coldheap::shim {
 namespace {
 
@@ -49,6 +51,7 @@ class Text {
     AppendUint(hundredths % 100);
     Append("\n");
   }
+  absl::string_view view() const { return absl::string_view(buf_, size_); }
   bool WriteTo(int fd) const {
     size_t done = 0;
     while (done < size_) {
@@ -100,6 +103,25 @@ void Format(const Stats& s, Text& t) {
   }
 }
 
+// `path` with each "%p" replaced by the process id; false if too long.
+bool ExpandPath(const char* path, char* out, size_t capacity) {
+  Text pid;
+  pid.AppendUint(static_cast<uint64_t>(getpid()));
+  size_t n = 0;
+  for (const char* c = path; *c != '\0'; ++c) {
+    absl::string_view piece(c, 1);
+    if (c[0] == '%' && c[1] == 'p') {
+      piece = pid.view();
+      ++c;
+    }
+    if (n + piece.size() + 1 > capacity) return false;
+    memcpy(out + n, piece.data(), piece.size());
+    n += piece.size();
+  }
+  out[n] = '\0';
+  return true;
+}
+
 }  // namespace
 
 void Stats::RecordFaultLatency(uint64_t ns) {
@@ -118,10 +140,15 @@ void WriteStats(const Stats& stats, int fd) {
 }
 
 bool WriteStatsFile(const Stats& stats, const char* path) {
+  // A process whose heap never reached the region (a shell, `timeout`,
+  // anything that only execs) has nothing to say, and must not overwrite
+  // the file of the program it started.
+  if (Get(stats.heap_pages) == 0 && Get(stats.evicted_pages) == 0) return true;
+  char final_path[4096];
   char tmp[4096 + 8];
-  size_t n = strlen(path);
-  if (n + 5 > sizeof(tmp)) return false;
-  memcpy(tmp, path, n);
+  if (!ExpandPath(path, final_path, sizeof(final_path))) return false;
+  size_t n = strlen(final_path);
+  memcpy(tmp, final_path, n);
   memcpy(tmp + n, ".tmp", 5);
   int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) return false;
@@ -130,7 +157,7 @@ bool WriteStatsFile(const Stats& stats, const char* path) {
   bool ok = text.WriteTo(fd);
   close(fd);
   // rename: a reader never sees a half-written file.
-  return ok && rename(tmp, path) == 0;
+  return ok && rename(tmp, final_path) == 0;
 }
 
 }  // namespace coldheap::shim

@@ -55,8 +55,11 @@ struct Stats {
 // write(2). Allocation-free.
 void WriteStats(const Stats& stats, int fd);
 
-// Replaces the file at `path` (mode 0600) with a snapshot, atomically
-// (write a temporary beside it, then rename). False on any failure.
+// Replaces the file at `path` (mode 0600; each "%p" in it stands for the
+// process id) with a snapshot, atomically (a temporary beside it, then
+// rename). Skipped while the process has no heap in the region, so a shell
+// or launcher under the same environment does not overwrite the file of the
+// program it runs. False on any failure.
 bool WriteStatsFile(const Stats& stats, const char* path);
 
 }  // namespace coldheap::shim

@@ -20,8 +20,6 @@ bool CreateInternalArena() {
   return mallctl("arenas.create", &internal_arena, &size, nullptr, 0) == 0;
 }
 
-void EnterInternalArena() { BindToArena(internal_arena, false); }
-
 ScopedInternalArena::ScopedInternalArena() {
   size_t size = sizeof(saved_arena_);
   mallctl("thread.arena", &saved_arena_, &size, nullptr, 0);

@@ -1,8 +1,10 @@
 // The shim's own threads (fault handlers, evictor). They must never fault on
-// the managed region, so whatever they or libc allocate on their behalf comes
-// from an internal jemalloc arena outside the region, with no thread cache
-// (whose bins would live in a regular arena). The same goes for the thread
-// that creates them in a forked child, where the region is not watched yet.
+// the managed region, so they never call into jemalloc at all: a thread's
+// first call sets up its thread cache, whose bins jemalloc always takes from
+// arena 0, which lives in the region (and in a forked child no handler would
+// be running yet to serve that fault). What pthread_create allocates for
+// them is taken by the creating thread from an internal arena outside the
+// region, with its thread cache off.
 #ifndef COLDHEAP_SHIM_THREAD_H_
 #define COLDHEAP_SHIM_THREAD_H_
 
@@ -27,13 +29,9 @@ class ScopedInternalArena {
   bool saved_tcache_ = true;
 };
 
-// Binds the calling thread to the internal arena for good: the first thing
-// every shim thread does.
-void EnterInternalArena();
-
 // pthread_create of a detached thread with all signals blocked (a program's
-// signal handler must not run on our threads); `main` starts with
-// EnterInternalArena(). False on failure.
+// signal handler must not run on our threads); `main` must not allocate.
+// False on failure.
 bool StartShimThread(pthread_t* thread, void* (*main)(void*), void* arg);
 
 }  // namespace coldheap::shim

@@ -1,0 +1,94 @@
+// zsmalloc: the default zpool driver, a user-space port of Linux's
+// mm/zsmalloc.c. It stores objects of 1..4096 bytes (compressed pages) with
+// little waste, and moves them to give memory back.
+//
+// Size classes. A request is rounded up to a multiple of 16 bytes, so there
+// are 256 sizes (16, 32, ..., 4096); rounding costs at most 15 bytes, under
+// 1% for the 1-3 KiB objects LZ4 makes of heap pages. Each size gets its own
+// zspage geometry (below); neighbouring sizes whose geometry comes out the
+// same (same pages and objects per zspage) are merged into one class of the
+// larger size, as Linux does, which leaves 127 classes. Fewer classes means
+// fewer half-filled zspages: each class in use keeps one, so they are the
+// pool's main fixed cost.
+//
+// Zspages. A class's objects are packed into zspages: runs of 1 to 8 pages
+// from PageSource::MapPages(n). Linux chains single pages and copies objects
+// that straddle a page boundary on every map; here the run is contiguous, so
+// objects straddle pages freely and Map() returns a pointer into the run with
+// no copy. Each zspage ends with its own metadata:
+//
+//   | obj 0 | obj 1 | ... | obj k-1 | unused | reverse map: k x u32 | header |
+//
+// The 56-byte header holds list links, the last-store time, the in-use count
+// and the pin count; the reverse map holds, for each slot, the handle stored
+// there (compaction and Shrink start from a zspage and must find handles) or,
+// for a free slot, the next free slot. Keeping this in the run means no
+// separate descriptor allocator and metadata that comes and goes exactly with
+// the data. The pages per zspage are chosen per size to minimise the waste,
+// counting the metadata as waste, plus 1/256 of the zspage per page: each
+// longer chain must earn its keep, since a class's last zspage is on average
+// half empty. The 53 classes of 1-3 KiB waste 0.3-2.7% of a zspage, 1.0% on
+// average (2016 bytes: 2 in 1 page; 2512 bytes: 13 in 8 pages; 2048 bytes
+// no longer fit twice in a page beside the metadata and join 2176: 15 in 8).
+// The worst are the tiniest (16 bytes: 21%, mostly reverse map) and 4096
+// (7 objects in 8 pages: nearly incompressible pages are better kept
+// resident anyway).
+//
+// Handles. A handle names an 8-byte entry in a handle table (see
+// zsmalloc_handle_table.h) that records where the object is: zspage base,
+// slot and class. Compaction rewrites the entry; the handle stays. With the
+// reverse map, an object costs 12 bytes of metadata. The table grows and
+// shrinks a page at a time and is sharded by class, 8 shards with a lock
+// each, so handle allocation is no global lock. The pool's 32-bit tag in the
+// handle's upper half lets debug builds reject handles from other pools.
+//
+// Locking. Each class has a mutex guarding its zspages; Malloc, Free and Map
+// take only their class's lock (plus a handle shard's for Malloc/Free), and
+// never call the PageSource under it. Map pins the zspage (a count checked
+// under the class lock), Unmap unpins without the lock. No path allocates
+// from the heap: the pool object, the handle table and all metadata are in
+// pages from the PageSource, placed with placement new.
+//
+// Compaction, per class: while the class's zspages have a whole zspage worth
+// of free slots, take the emptiest unpinned zspage, move its objects into the
+// fullest ones (updating their handle entries) and give it back. Zspages are
+// kept in 4 fullness groups by in-use ratio so both ends are found at once;
+// Malloc also fills the fullest zspage first, to keep sparse ones draining.
+//
+// Shrink, as Linux 6.2: every zspage sits on its class's LRU list, moved to
+// the front on every store and stamped from a pool-wide store clock; Shrink
+// takes the zspage with the oldest stamp across classes, isolates it (no
+// Malloc, compaction or other Shrink touches it), and calls ZpoolOps::evict
+// on each of its objects with no lock held, so the callback can Map the
+// handle. Saved objects are freed; when the zspage is empty it goes back,
+// otherwise it returns to the lists as most recent. The caller must not Free
+// a handle while Shrink evicts it (zswap's own tree lock serialises that).
+#ifndef COLDHEAP_POOL_ZSMALLOC_H_
+#define COLDHEAP_POOL_ZSMALLOC_H_
+
+#include <cstddef>
+#include <cstdint>
+
+#include "pool/zpool.h"
+
+namespace coldheap::pool {
+
+// The "zsmalloc" driver, in static storage, built on first use.
+ZpoolDriver& ZsmallocDriver();
+
+// One size class of a zsmalloc pool, for tests and benchmarks.
+struct ZsmallocClassStats {
+  size_t object_size = 0;  // slot size: every request up to it lands here
+  int pages_per_zspage = 0;
+  int objects_per_zspage = 0;
+  uint64_t zspages = 0;       // zspages the class holds now
+  uint64_t objects_used = 0;  // objects stored in them
+};
+
+// The class that stores objects of `size` bytes (1..kMaxObjectSize) in
+// `pool`, which must have been created by ZsmallocDriver().
+ZsmallocClassStats GetZsmallocClassStats(const Zpool& pool, size_t size);
+
+}  // namespace coldheap::pool
+
+#endif  // COLDHEAP_POOL_ZSMALLOC_H_

@@ -1,0 +1,399 @@
+// A program for the integration tests to run under LD_PRELOAD=libcoldheap.so
+// in stress mode (COLDHEAP_COLD_AGE=0, a short scan interval): each mode
+// fills heap memory with data it can recompute, waits until the shim's
+// statistics file shows that pages were really evicted, and verifies every
+// byte. Exit status 0 means every check held; on a failure it prints what
+// differed and exits 1. Modes:
+//   fill THREADS MB        writers rewrite their blocks while the evictor runs
+//   io MB                  read(2)/write(2)/pipe/socketpair/pread/writev on
+//                          evicted buffers
+//   fork MB                the child sees evicted pages; both keep evicting
+//   forkstorm N            N children in a row, each verifying the heap
+//   spawn                  posix_spawn and vfork+exec with an evicted heap
+//   realloc MB             realloc grows and shrinks across evicted data
+//   purge MB               freed and purged memory reads zeros when reused
+//   mutex THREADS          mutexes and condition variables in evicted objects
+#include <fcntl.h>
+#include <jemalloc/jemalloc.h>
+#include <pthread.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+extern char** environ;
+
+namespace {
+
+[[noreturn]] void Fail(const std::string& what) {
+  fprintf(stderr, "heap_workload: FAIL: %s\n", what.c_str());
+  exit(1);
+}
+
+// A value from the shim's statistics file (COLDHEAP_STATS), 0 if absent.
+uint64_t Stat(const char* name) {
+  const char* path = getenv("COLDHEAP_STATS");
+  if (path == nullptr) return 0;
+  FILE* f = fopen(path, "r");
+  if (f == nullptr) return 0;
+  char line[256];
+  char key[128];
+  unsigned long long value;
+  uint64_t found = 0;
+  while (fgets(line, sizeof(line), f) != nullptr) {
+    if (sscanf(line, "%127s %llu", key, &value) == 2 && strcmp(key, name) == 0) {
+      found = value;
+    }
+  }
+  fclose(f);
+  return found;
+}
+
+// Waits for two complete evictor passes after the call: in stress mode
+// (COLDHEAP_COLD_AGE=0) every page resident at the call is then evicted.
+// Without the shim (the baseline run) there is nothing to wait for.
+void WaitForEviction() {
+  if (getenv("COLDHEAP_STATS") == nullptr) return;
+  uint64_t start = Stat("scans");
+  for (int i = 0; i < 1500; ++i) {
+    if (Stat("scans") >= start + 2 && Stat("evicted_pages") > 0) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  Fail("no eviction seen within 30 s (is the shim active?)");
+}
+
+// Varied, recomputable bytes: text-like, numeric and pointer-like runs, so
+// pages neither compress to nothing nor all stay incompressible.
+uint8_t ByteAt(uint64_t seed, uint64_t i) {
+  uint64_t x = (seed * 0x9E3779B97F4A7C15ull) ^ (i / 64);
+  x ^= x >> 29;
+  x *= 0xBF58476D1CE4E5B9ull;
+  switch ((i / 512) % 4) {
+    case 0: return static_cast<uint8_t>("the quick brown fox jumps "[(x + i) % 26]);
+    case 1: return static_cast<uint8_t>('0' + (x >> (i % 8)) % 10);
+    case 2: return static_cast<uint8_t>(i % 8 < 5 ? (x >> (8 * (i % 8))) : 0);
+    default: return static_cast<uint8_t>(x >> 13);
+  }
+}
+
+void Fill(uint8_t* p, size_t n, uint64_t seed) {
+  for (size_t i = 0; i < n; ++i) p[i] = ByteAt(seed, i);
+}
+
+void Verify(const uint8_t* p, size_t n, uint64_t seed, const char* what) {
+  for (size_t i = 0; i < n; ++i) {
+    if (p[i] != ByteAt(seed, i)) {
+      Fail(std::string(what) + ": byte " + std::to_string(i) + " of seed " +
+           std::to_string(seed) + " is " + std::to_string(p[i]) +
+           ", expected " + std::to_string(ByteAt(seed, i)));
+    }
+  }
+}
+
+struct Block {
+  uint8_t* data;
+  size_t size;
+  uint64_t seed;
+};
+
+std::vector<Block> Allocate(size_t mb, uint64_t seed0) {
+  std::vector<Block> blocks;
+  size_t total = mb << 20;
+  for (size_t done = 0, k = 0; done < total; ++k) {
+    size_t size = 512 + (k * 7919) % (64 << 10);  // small and large objects
+    auto* p = static_cast<uint8_t*>(malloc(size));
+    Fill(p, size, seed0 + k);
+    blocks.push_back({p, size, seed0 + k});
+    done += size;
+  }
+  return blocks;
+}
+
+void VerifyAll(const std::vector<Block>& blocks, const char* what) {
+  for (const Block& b : blocks) Verify(b.data, b.size, b.seed, what);
+}
+
+int ModeFill(int threads, size_t mb) {
+  std::vector<std::vector<Block>> per_thread(threads);
+  for (int t = 0; t < threads; ++t) {
+    per_thread[t] = Allocate(mb / threads, 1'000'000ull * (t + 1));
+  }
+  WaitForEviction();
+  std::vector<std::thread> workers;
+  for (int t = 0; t < threads; ++t) {
+    workers.emplace_back([&, t] {
+      for (int round = 0; round < 3; ++round) {
+        for (Block& b : per_thread[t]) {
+          Verify(b.data, b.size, b.seed, "fill: before rewrite");
+          b.seed += 7;
+          Fill(b.data, b.size, b.seed);
+        }
+        WaitForEviction();
+      }
+    });
+  }
+  for (auto& w : workers) w.join();
+  for (auto& blocks : per_thread) VerifyAll(blocks, "fill: final");
+  return 0;
+}
+
+void CheckIo(bool ok, const char* what) {
+  if (!ok) Fail(std::string(what) + ": " + strerror(errno));
+}
+
+int ModeIo(size_t mb) {
+  size_t n = mb << 20;
+  auto* src = static_cast<uint8_t*>(malloc(n));
+  auto* dst = static_cast<uint8_t*>(malloc(n));
+  Fill(src, n, 42);
+  memset(dst, 0, n);
+  WaitForEviction();
+  // File: write(2) from an evicted buffer, pread(2) into an evicted one.
+  char path[] = "/tmp/coldheap-io-XXXXXX";
+  int fd = mkstemp(path);
+  CheckIo(fd >= 0, "mkstemp");
+  unlink(path);
+  CheckIo(write(fd, src, n) == static_cast<ssize_t>(n), "write from evicted");
+  WaitForEviction();
+  CheckIo(pread(fd, dst, n, 0) == static_cast<ssize_t>(n), "pread into evicted");
+  Verify(dst, n, 42, "io: pread");
+  // writev from two evicted halves, read(2) back.
+  memset(dst, 0, n);
+  WaitForEviction();
+  iovec iov[2] = {{src, n / 2}, {src + n / 2, n - n / 2}};
+  CheckIo(pwritev(fd, iov, 2, 0) == static_cast<ssize_t>(n), "pwritev");
+  CheckIo(lseek(fd, 0, SEEK_SET) == 0, "lseek");
+  size_t got = 0;
+  while (got < n) {
+    ssize_t r = read(fd, dst + got, n - got);
+    CheckIo(r > 0, "read into evicted");
+    got += static_cast<size_t>(r);
+  }
+  Verify(dst, n, 42, "io: read");
+  close(fd);
+  // Pipe and socketpair, through a thread so neither side blocks forever.
+  for (int kind = 0; kind < 2; ++kind) {
+    int fds[2];
+    CheckIo(kind == 0 ? pipe(fds) == 0
+                      : socketpair(AF_UNIX, SOCK_STREAM, 0, fds) == 0,
+            "pipe/socketpair");
+    memset(dst, 0, n);
+    WaitForEviction();
+    std::thread writer([&] {
+      size_t sent = 0;
+      while (sent < n) {
+        ssize_t w = kind == 0 ? write(fds[1], src + sent, n - sent)
+                              : send(fds[1], src + sent, n - sent, 0);
+        CheckIo(w > 0, "write/send from evicted");
+        sent += static_cast<size_t>(w);
+      }
+      close(fds[1]);
+    });
+    size_t recvd = 0;
+    while (recvd < n) {
+      ssize_t r = kind == 0 ? read(fds[0], dst + recvd, n - recvd)
+                            : recv(fds[0], dst + recvd, n - recvd, 0);
+      CheckIo(r > 0, "read/recv into evicted");
+      recvd += static_cast<size_t>(r);
+    }
+    writer.join();
+    close(fds[0]);
+    Verify(dst, n, 42, kind == 0 ? "io: pipe" : "io: socket");
+  }
+  return 0;
+}
+
+int ModeFork(size_t mb) {
+  std::vector<Block> blocks = Allocate(mb, 7);
+  WaitForEviction();
+  pid_t child = fork();
+  CheckIo(child >= 0, "fork");
+  // Both sides: verify, let their evictors run again, rewrite, verify.
+  VerifyAll(blocks, child == 0 ? "fork: child" : "fork: parent");
+  uint64_t shift = child == 0 ? 1000 : 2000;
+  for (Block& b : blocks) {
+    b.seed += shift;
+    Fill(b.data, b.size, b.seed);
+  }
+  WaitForEviction();
+  VerifyAll(blocks, child == 0 ? "fork: child after eviction"
+                               : "fork: parent after eviction");
+  if (child == 0) _exit(0);
+  int status;
+  waitpid(child, &status, 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) Fail("fork: child failed");
+  return 0;
+}
+
+int ModeForkStorm(int children) {
+  std::vector<Block> blocks = Allocate(16, 99);
+  WaitForEviction();
+  for (int i = 0; i < children; ++i) {
+    pid_t child = fork();
+    CheckIo(child >= 0, "fork");
+    if (child == 0) {
+      VerifyAll(blocks, "forkstorm: child");
+      std::vector<Block> mine = Allocate(2, 5000 + i);
+      VerifyAll(mine, "forkstorm: child's own");
+      _exit(0);
+    }
+    int status;
+    waitpid(child, &status, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+      Fail("forkstorm: child " + std::to_string(i) + " failed");
+    }
+  }
+  VerifyAll(blocks, "forkstorm: parent");
+  return 0;
+}
+
+int ModeSpawn() {
+  std::vector<Block> blocks = Allocate(8, 11);
+  WaitForEviction();
+  // argv and envp in evicted heap memory: the child reads them from ours.
+  std::string arg = "coldheap-spawn-ok";
+  char* argv[] = {const_cast<char*>("/bin/echo"), arg.data(), nullptr};
+  pid_t pid;
+  CheckIo(posix_spawn(&pid, "/bin/echo", nullptr, nullptr, argv, environ) == 0,
+          "posix_spawn");
+  int status;
+  waitpid(pid, &status, 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) Fail("posix_spawn child");
+  pid = vfork();
+  if (pid == 0) {
+    execve("/bin/true", argv, environ);
+    _exit(127);
+  }
+  waitpid(pid, &status, 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) Fail("vfork+exec child");
+  VerifyAll(blocks, "spawn: parent");
+  return 0;
+}
+
+int ModeRealloc(size_t mb) {
+  std::vector<Block> blocks = Allocate(mb, 300);
+  WaitForEviction();
+  for (Block& b : blocks) {
+    size_t bigger = b.size * 3 + 4096;
+    b.data = static_cast<uint8_t*>(realloc(b.data, bigger));
+    Verify(b.data, b.size, b.seed, "realloc: grown");
+  }
+  WaitForEviction();
+  for (Block& b : blocks) {
+    b.size /= 2;
+    b.data = static_cast<uint8_t*>(realloc(b.data, b.size));
+    Verify(b.data, b.size, b.seed, "realloc: shrunk");
+  }
+  return 0;
+}
+
+// Frees large blocks, has jemalloc purge them at once, and checks that the
+// memory handed out again reads as zeros where jemalloc promises it
+// (calloc), not as the evicted old contents.
+int ModePurge(size_t mb) {
+  std::vector<Block> blocks;
+  for (size_t i = 0; i < mb; ++i) {
+    auto* p = static_cast<uint8_t*>(malloc(1 << 20));
+    Fill(p, 1 << 20, 900 + i);
+    blocks.push_back({p, 1 << 20, 900 + i});
+  }
+  WaitForEviction();
+  for (Block& b : blocks) free(b.data);
+  // Purge every arena now (decay would do it later).
+  unsigned narenas = 0;
+  size_t len = sizeof(narenas);
+  mallctl("arenas.narenas", &narenas, &len, nullptr, 0);
+  std::string name = "arena." + std::to_string(4096) + ".purge";  // MALLCTL_ARENAS_ALL
+  mallctl(name.c_str(), nullptr, nullptr, nullptr, 0);
+  for (size_t i = 0; i < mb; ++i) {
+    auto* p = static_cast<uint8_t*>(calloc(1, 1 << 20));
+    for (size_t k = 0; k < (1 << 20); ++k) {
+      if (p[k] != 0) Fail("purge: calloc'd memory is not zero at " + std::to_string(k));
+    }
+    Fill(p, 1 << 20, 5);
+    Verify(p, 1 << 20, 5, "purge: reused");
+  }
+  if (getenv("COLDHEAP_STATS") != nullptr) {
+    WaitForEviction();
+    if (Stat("purged_pages") == 0) Fail("purge: the shim saw no purge");
+  }
+  return 0;
+}
+
+// Mutexes and condition variables inside heap objects that get evicted:
+// their futex words are read and written by the kernel (invariant 2),
+// including while a thread sleeps in the kernel on an evicted condition
+// variable.
+int ModeMutex(int threads) {
+  struct Shared {
+    std::mutex mu;
+    std::condition_variable cv;
+    long counter = 0;
+    bool go = false;
+    char pad[16384 - 128];
+  };
+  constexpr int kObjects = 256;
+  std::vector<Shared*> objects;
+  for (int i = 0; i < kObjects; ++i) objects.push_back(new Shared());
+  WaitForEviction();
+  std::vector<std::thread> workers;
+  for (int t = 0; t < threads; ++t) {
+    workers.emplace_back([&, t] {
+      {
+        // Sleep on an evicted condition variable until main wakes us.
+        Shared& first = *objects[t];
+        std::unique_lock<std::mutex> lock(first.mu);
+        first.cv.wait(lock, [&] { return first.go; });
+      }
+      for (int i = 0; i < 20000; ++i) {
+        Shared& s = *objects[(i * 31 + t) % kObjects];
+        std::lock_guard<std::mutex> lock(s.mu);
+        ++s.counter;
+        s.cv.notify_all();
+      }
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  WaitForEviction();
+  for (int t = 0; t < threads; ++t) {
+    std::lock_guard<std::mutex> lock(objects[t]->mu);
+    objects[t]->go = true;
+    objects[t]->cv.notify_all();
+  }
+  for (auto& w : workers) w.join();
+  long total = 0;
+  for (Shared* s : objects) total += s->counter;
+  if (total != 20000L * threads) Fail("mutex: lost increments");
+  for (Shared* s : objects) delete s;
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) Fail("usage: heap_workload MODE [ARGS]");
+  std::string mode = argv[1];
+  auto arg = [&](int i, long def) { return argc > i ? atol(argv[i]) : def; };
+  if (mode == "fill") return ModeFill(static_cast<int>(arg(2, 1)), arg(3, 32));
+  if (mode == "io") return ModeIo(arg(2, 8));
+  if (mode == "fork") return ModeFork(arg(2, 16));
+  if (mode == "forkstorm") return ModeForkStorm(static_cast<int>(arg(2, 20)));
+  if (mode == "spawn") return ModeSpawn();
+  if (mode == "realloc") return ModeRealloc(arg(2, 16));
+  if (mode == "purge") return ModePurge(arg(2, 16));
+  if (mode == "mutex") return ModeMutex(static_cast<int>(arg(2, 4)));
+  Fail("unknown mode " + mode);
+}

@@ -1,0 +1,225 @@
+// Runs tests/shim/heap_workload under LD_PRELOAD=libcoldheap.so in stress
+// mode (every resident page evicted at every 50 ms scan) and checks that the
+// program's own verification held and that the shim really evicted and
+// restored pages: a run with eviction off would prove nothing, so each test
+// also asserts on the statistics. Usage (from Bazel):
+//   shim_integration_test LIBCOLDHEAP HEAP_WORKLOAD
+#include <fcntl.h>
+#include <pwd.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace {
+
+std::string shim_path;
+std::string workload_path;
+
+struct Run {
+  int exit_code = -1;
+  std::string stderr_text;
+  std::map<std::string, uint64_t> stats;
+};
+
+std::string Absolute(const std::string& path) {
+  char buf[4096];
+  return realpath(path.c_str(), buf) != nullptr ? std::string(buf) : path;
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+std::map<std::string, uint64_t> ParseStats(const std::string& text) {
+  std::map<std::string, uint64_t> stats;
+  std::istringstream in(text);
+  std::string key;
+  uint64_t value;
+  while (in >> key) {
+    if (key[0] == '#') {
+      std::getline(in, key);
+      continue;
+    }
+    if (in >> value) stats[key] = value;
+  }
+  return stats;
+}
+
+// Runs the workload with `args`, the shim preloaded when `with_shim`, and
+// `extra_env` added; as user `user` when not empty.
+Run RunWorkload(const std::vector<std::string>& args, bool with_shim = true,
+                const std::vector<std::string>& extra_env = {},
+                const std::string& program = workload_path) {
+  char dir_template[] = "/tmp/coldheap-it-XXXXXX";
+  std::string dir = mkdtemp(dir_template);
+  chmod(dir.c_str(), 0777);
+  std::string stats_path = dir + "/stats";
+  std::string err_path = dir + "/stderr";
+  std::vector<std::string> env = {"PATH=/usr/bin:/bin"};
+  if (with_shim) {
+    env.push_back("LD_PRELOAD=" + shim_path);
+    env.push_back("COLDHEAP_COLD_AGE=0");
+    env.push_back("COLDHEAP_SCAN_INTERVAL=50ms");
+    env.push_back("COLDHEAP_STATS=" + stats_path);
+  }
+  for (const auto& e : extra_env) env.push_back(e);
+  std::vector<std::string> argv = {program};
+  for (const auto& a : args) argv.push_back(a);
+
+  pid_t pid = fork();
+  if (pid == 0) {
+    int fd = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0666);
+    dup2(fd, 2);
+    std::vector<char*> cargv, cenv;
+    for (auto& a : argv) cargv.push_back(a.data());
+    cargv.push_back(nullptr);
+    for (auto& e : env) cenv.push_back(e.data());
+    cenv.push_back(nullptr);
+    execve(program.c_str(), cargv.data(), cenv.data());
+    _exit(127);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  Run run;
+  run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  run.stderr_text = ReadFile(err_path);
+  run.stats = ParseStats(ReadFile(stats_path));
+  std::string cleanup = "rm -rf " + dir;
+  (void)!system(cleanup.c_str());
+  return run;
+}
+
+void ExpectEvictedAndRestored(const Run& run) {
+  EXPECT_EQ(run.exit_code, 0) << run.stderr_text;
+  EXPECT_GT(run.stats.count("evicted_pages") ? run.stats.at("evicted_pages") : 0, 0u)
+      << "the shim evicted nothing: the test proved nothing\n" << run.stderr_text;
+  EXPECT_GT(run.stats.count("refaults") ? run.stats.at("refaults") : 0, 0u)
+      << run.stderr_text;
+}
+
+TEST(ShimIntegration, WorkloadPassesWithoutShim) {
+  Run run = RunWorkload({"fill", "1", "8"}, /*with_shim=*/false);
+  EXPECT_EQ(run.exit_code, 0) << run.stderr_text;
+}
+
+TEST(ShimIntegration, EvictedPagesSurviveOneWriter) {
+  ExpectEvictedAndRestored(RunWorkload({"fill", "1", "32"}));
+}
+
+TEST(ShimIntegration, EvictedPagesSurviveEightConcurrentWriters) {
+  ExpectEvictedAndRestored(RunWorkload({"fill", "8", "32"}));
+}
+
+TEST(ShimIntegration, KernelReadsAndWritesEvictedBuffers) {
+  ExpectEvictedAndRestored(RunWorkload({"io", "8"}));
+}
+
+TEST(ShimIntegration, ForkedChildSeesEvictedPagesAndBothKeepEvicting) {
+  ExpectEvictedAndRestored(RunWorkload({"fork", "16"}));
+}
+
+TEST(ShimIntegration, ForkStorm) {
+  ExpectEvictedAndRestored(RunWorkload({"forkstorm", "20"}));
+}
+
+TEST(ShimIntegration, PosixSpawnAndVforkExec) {
+  ExpectEvictedAndRestored(RunWorkload({"spawn"}));
+}
+
+TEST(ShimIntegration, ReallocAcrossEvictedData) {
+  ExpectEvictedAndRestored(RunWorkload({"realloc", "16"}));
+}
+
+TEST(ShimIntegration, PurgedMemoryReadsZeros) {
+  Run run = RunWorkload({"purge", "16"});
+  ExpectEvictedAndRestored(run);
+  EXPECT_GT(run.stats["purged_pages"], 0u);
+}
+
+TEST(ShimIntegration, MutexesInEvictedObjects) {
+  Run run = RunWorkload({"mutex", "4"});
+  EXPECT_EQ(run.exit_code, 0) << run.stderr_text;
+}
+
+TEST(ShimIntegration, BadSettingIsNamedAndDefaultUsed) {
+  Run run = RunWorkload({"fill", "1", "8"}, true, {"COLDHEAP_ZPOOL=zsmallok"});
+  EXPECT_EQ(run.exit_code, 0) << run.stderr_text;
+  EXPECT_NE(run.stderr_text.find("COLDHEAP_ZPOOL"), std::string::npos)
+      << run.stderr_text;
+  EXPECT_NE(run.stderr_text.find("zsmallok"), std::string::npos);
+  EXPECT_GT(run.stats["evicted_pages"], 0u) << "default pool not used";
+}
+
+TEST(ShimIntegration, DisabledShimRunsPlainJemalloc) {
+  Run run = RunWorkload({"fill", "1", "8"}, true, {"COLDHEAP_ENABLE=0"});
+  EXPECT_EQ(run.exit_code, 0) << run.stderr_text;
+  EXPECT_TRUE(run.stderr_text.empty()) << run.stderr_text;
+  EXPECT_EQ(run.stats.count("evicted_pages"), 0u);
+}
+
+// Without the right to use userfaultfd, the program runs on plain jemalloc
+// and one stderr line says why (invariant 5).
+TEST(ShimIntegration, NoUserfaultfdFallsBackWithOneLine) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to drop to nobody";
+  if (ReadFile("/proc/sys/vm/unprivileged_userfaultfd").find('1') == 0) {
+    GTEST_SKIP() << "unprivileged userfaultfd is allowed here";
+  }
+  // The binaries live under root's cache; copy them where nobody can run
+  // them, and make /dev/userfaultfd unusable by dropping to nobody.
+  char dir_template[] = "/tmp/coldheap-nobody-XXXXXX";
+  std::string dir = mkdtemp(dir_template);
+  chmod(dir.c_str(), 0755);
+  std::string copy = "cp " + shim_path + " " + workload_path + " " + dir +
+                     " && chmod 755 " + dir + "/*";
+  ASSERT_EQ(system(copy.c_str()), 0);
+  std::string program = dir + "/heap_workload";
+  struct passwd* nobody = getpwnam("nobody");
+  ASSERT_NE(nobody, nullptr);
+  std::string wrapper = dir + "/as_nobody.sh";
+  {
+    std::ofstream w(wrapper);
+    w << "#!/bin/sh\nexec setpriv --reuid=" << nobody->pw_uid
+      << " --regid=" << nobody->pw_gid << " --clear-groups " << program
+      << " \"$@\"\n";
+  }
+  chmod(wrapper.c_str(), 0755);
+  std::string saved = shim_path;
+  shim_path = dir + "/libcoldheap.so";
+  Run run = RunWorkload({"fill", "1", "8"}, true, {}, wrapper);
+  shim_path = saved;
+  EXPECT_EQ(run.exit_code, 0) << run.stderr_text;
+  EXPECT_NE(run.stderr_text.find("coldheap: disabled"), std::string::npos)
+      << run.stderr_text;
+  EXPECT_EQ(std::count(run.stderr_text.begin(), run.stderr_text.end(), '\n'), 1)
+      << run.stderr_text;
+  std::string cleanup = "rm -rf " + dir;
+  (void)!system(cleanup.c_str());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  testing::InitGoogleTest(&argc, argv);
+  if (argc < 3) {
+    fprintf(stderr, "usage: %s LIBCOLDHEAP HEAP_WORKLOAD\n", argv[0]);
+    return 2;
+  }
+  shim_path = Absolute(argv[1]);
+  workload_path = Absolute(argv[2]);
+  return RUN_ALL_TESTS();
+}
