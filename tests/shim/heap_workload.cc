@@ -46,7 +46,7 @@ namespace {
 // A value from the shim's statistics file (COLDHEAP_STATS), 0 if absent.
 uint64_t Stat(const char* name) {
   const char* path = getenv("COLDHEAP_STATS");
-  if (path == nullptr) return 0;
+  if (path == nullptr || *path == '\0') return 0;
   FILE* f = fopen(path, "r");
   if (f == nullptr) return 0;
   char line[256];
@@ -65,8 +65,13 @@ uint64_t Stat(const char* name) {
 // Waits for two complete evictor passes after the call: in stress mode
 // (COLDHEAP_COLD_AGE=0) every page resident at the call is then evicted.
 // Without the shim (the baseline run) there is nothing to wait for.
+bool ShimStatsWanted() {
+  const char* path = getenv("COLDHEAP_STATS");
+  return path != nullptr && *path != '\0';
+}
+
 void WaitForEviction() {
-  if (getenv("COLDHEAP_STATS") == nullptr) return;
+  if (!ShimStatsWanted()) return;
   uint64_t start = Stat("scans");
   for (int i = 0; i < 1500; ++i) {
     if (Stat("scans") >= start + 2 && Stat("evicted_pages") > 0) return;
@@ -326,7 +331,7 @@ int ModePurge(size_t mb) {
     Fill(p, 1 << 20, 5);
     Verify(p, 1 << 20, 5, "purge: reused");
   }
-  if (getenv("COLDHEAP_STATS") != nullptr) {
+  if (ShimStatsWanted()) {
     WaitForEviction();
     if (Stat("purged_pages") == 0) Fail("purge: the shim saw no purge");
   }

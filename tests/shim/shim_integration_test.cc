@@ -27,7 +27,7 @@ namespace {
 std::string shim_path;
 std::string workload_path;
 
-struct Run {
+struct RunResult {
   int exit_code = -1;
   std::string stderr_text;
   std::map<std::string, uint64_t> stats;
@@ -45,24 +45,25 @@ std::string ReadFile(const std::string& path) {
   return s.str();
 }
 
+// "name value" lines; comments and non-integer values are skipped.
 std::map<std::string, uint64_t> ParseStats(const std::string& text) {
   std::map<std::string, uint64_t> stats;
   std::istringstream in(text);
-  std::string key;
-  uint64_t value;
-  while (in >> key) {
-    if (key[0] == '#') {
-      std::getline(in, key);
-      continue;
+  std::string line;
+  while (std::getline(in, line)) {
+    char key[128];
+    unsigned long long value;
+    char rest;
+    if (sscanf(line.c_str(), "%127s %llu%c", key, &value, &rest) == 2) {
+      stats[key] = value;
     }
-    if (in >> value) stats[key] = value;
   }
   return stats;
 }
 
 // Runs the workload with `args`, the shim preloaded when `with_shim`, and
 // `extra_env` added; as user `user` when not empty.
-Run RunWorkload(const std::vector<std::string>& args, bool with_shim = true,
+RunResult RunWorkload(const std::vector<std::string>& args, bool with_shim = true,
                 const std::vector<std::string>& extra_env = {},
                 const std::string& program = workload_path) {
   char dir_template[] = "/tmp/coldheap-it-XXXXXX";
@@ -70,14 +71,15 @@ Run RunWorkload(const std::vector<std::string>& args, bool with_shim = true,
   chmod(dir.c_str(), 0777);
   std::string stats_path = dir + "/stats";
   std::string err_path = dir + "/stderr";
-  std::vector<std::string> env = {"PATH=/usr/bin:/bin"};
+  // getenv takes the first of duplicates: `extra_env` overrides defaults.
+  std::vector<std::string> env = extra_env;
+  env.push_back("PATH=/usr/bin:/bin");
   if (with_shim) {
     env.push_back("LD_PRELOAD=" + shim_path);
     env.push_back("COLDHEAP_COLD_AGE=0");
     env.push_back("COLDHEAP_SCAN_INTERVAL=50ms");
     env.push_back("COLDHEAP_STATS=" + stats_path);
   }
-  for (const auto& e : extra_env) env.push_back(e);
   std::vector<std::string> argv = {program};
   for (const auto& a : args) argv.push_back(a);
 
@@ -95,7 +97,7 @@ Run RunWorkload(const std::vector<std::string>& args, bool with_shim = true,
   }
   int status = 0;
   waitpid(pid, &status, 0);
-  Run run;
+  RunResult run;
   run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   run.stderr_text = ReadFile(err_path);
   run.stats = ParseStats(ReadFile(stats_path));
@@ -104,7 +106,7 @@ Run RunWorkload(const std::vector<std::string>& args, bool with_shim = true,
   return run;
 }
 
-void ExpectEvictedAndRestored(const Run& run) {
+void ExpectEvictedAndRestored(const RunResult& run) {
   EXPECT_EQ(run.exit_code, 0) << run.stderr_text;
   EXPECT_GT(run.stats.count("evicted_pages") ? run.stats.at("evicted_pages") : 0, 0u)
       << "the shim evicted nothing: the test proved nothing\n" << run.stderr_text;
@@ -113,7 +115,7 @@ void ExpectEvictedAndRestored(const Run& run) {
 }
 
 TEST(ShimIntegration, WorkloadPassesWithoutShim) {
-  Run run = RunWorkload({"fill", "1", "8"}, /*with_shim=*/false);
+  RunResult run = RunWorkload({"fill", "1", "8"}, /*with_shim=*/false);
   EXPECT_EQ(run.exit_code, 0) << run.stderr_text;
 }
 
@@ -146,18 +148,18 @@ TEST(ShimIntegration, ReallocAcrossEvictedData) {
 }
 
 TEST(ShimIntegration, PurgedMemoryReadsZeros) {
-  Run run = RunWorkload({"purge", "16"});
+  RunResult run = RunWorkload({"purge", "16"});
   ExpectEvictedAndRestored(run);
   EXPECT_GT(run.stats["purged_pages"], 0u);
 }
 
 TEST(ShimIntegration, MutexesInEvictedObjects) {
-  Run run = RunWorkload({"mutex", "4"});
+  RunResult run = RunWorkload({"mutex", "4"});
   EXPECT_EQ(run.exit_code, 0) << run.stderr_text;
 }
 
 TEST(ShimIntegration, BadSettingIsNamedAndDefaultUsed) {
-  Run run = RunWorkload({"fill", "1", "8"}, true, {"COLDHEAP_ZPOOL=zsmallok"});
+  RunResult run = RunWorkload({"fill", "1", "8"}, true, {"COLDHEAP_ZPOOL=zsmallok"});
   EXPECT_EQ(run.exit_code, 0) << run.stderr_text;
   EXPECT_NE(run.stderr_text.find("COLDHEAP_ZPOOL"), std::string::npos)
       << run.stderr_text;
@@ -166,7 +168,8 @@ TEST(ShimIntegration, BadSettingIsNamedAndDefaultUsed) {
 }
 
 TEST(ShimIntegration, DisabledShimRunsPlainJemalloc) {
-  Run run = RunWorkload({"fill", "1", "8"}, true, {"COLDHEAP_ENABLE=0"});
+  RunResult run = RunWorkload({"fill", "1", "8"}, true,
+                              {"COLDHEAP_ENABLE=0", "COLDHEAP_STATS="});
   EXPECT_EQ(run.exit_code, 0) << run.stderr_text;
   EXPECT_TRUE(run.stderr_text.empty()) << run.stderr_text;
   EXPECT_EQ(run.stats.count("evicted_pages"), 0u);
@@ -193,15 +196,15 @@ TEST(ShimIntegration, NoUserfaultfdFallsBackWithOneLine) {
   std::string wrapper = dir + "/as_nobody.sh";
   {
     std::ofstream w(wrapper);
+    // Only the program is preloaded: setpriv changes per-thread
+    // credentials itself, which the shim's threads would not share.
     w << "#!/bin/sh\nexec setpriv --reuid=" << nobody->pw_uid
-      << " --regid=" << nobody->pw_gid << " --clear-groups " << program
-      << " \"$@\"\n";
+      << " --regid=" << nobody->pw_gid << " --clear-groups /usr/bin/env"
+      << " LD_PRELOAD=" << dir << "/libcoldheap.so COLDHEAP_COLD_AGE=0 "
+      << program << " \"$@\"\n";
   }
   chmod(wrapper.c_str(), 0755);
-  std::string saved = shim_path;
-  shim_path = dir + "/libcoldheap.so";
-  Run run = RunWorkload({"fill", "1", "8"}, true, {}, wrapper);
-  shim_path = saved;
+  RunResult run = RunWorkload({"fill", "1", "8"}, false, {}, wrapper);
   EXPECT_EQ(run.exit_code, 0) << run.stderr_text;
   EXPECT_NE(run.stderr_text.find("coldheap: disabled"), std::string::npos)
       << run.stderr_text;
