@@ -39,6 +39,9 @@ bool Evictor::Start(Heap& heap, int pagemap_fd) {
   heap_ = &heap;
   pagemap_fd_ = pagemap_fd;
   if (!compressor_.Init(heap.config->compressor)) return false;
+  if (!PrepareLiveStatsPath(live_stats_path_, sizeof(live_stats_path_))) {
+    live_stats_path_[0] = '\0';
+  }
   return StartShimThread(&thread_, &ThreadMain, this);
 }
 
@@ -62,9 +65,14 @@ void Evictor::Pass() {
   EvictColdPages();
   RefreshGauges();
   heap_->stats->scans.fetch_add(1, std::memory_order_relaxed);
+  std::lock_guard<std::mutex> lock(batch_mu_);
+  if (exiting_.load()) return;
   const Config& config = *heap_->config;
   if (config.stats == StatsDestination::kFile) {
     WriteStatsFile(*heap_->stats, config.stats_path);
+  }
+  if (live_stats_path_[0] != '\0') {
+    WriteStatsFile(*heap_->stats, live_stats_path_);
   }
 }
 

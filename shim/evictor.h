@@ -22,6 +22,7 @@
 
 #include <pthread.h>
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <mutex>
@@ -46,6 +47,14 @@ class Evictor {
   // it go on (parent). A child starts afresh.
   void Pause() { batch_mu_.lock(); }
   void Resume() { batch_mu_.unlock(); }
+
+  // At exit: no more statistics files; returns the live file's path ("" if
+  // none) for the caller to remove.
+  const char* StopWritingStats() {
+    exiting_.store(true);
+    std::lock_guard<std::mutex> lock(batch_mu_);  // a write in progress ends
+    return live_stats_path_;
+  }
 
   // One full pass (scan, evict, clean up). The thread calls it each
   // interval; exposed so tests can drive passes deterministically.
@@ -78,6 +87,8 @@ class Evictor {
   Compressor compressor_;
   page_region regions_[512];  // PAGEMAP_SCAN output, reused
   unsigned char out_[kPageSize];  // compression output, reused
+  char live_stats_path_[128] = {};  // see PrepareLiveStatsPath; "" if none
+  std::atomic<bool> exiting_{false};
 };
 
 }  // namespace coldheap::shim

@@ -129,7 +129,9 @@ bool StartThreads(Runtime& rt) {
   return true;
 }
 
-void WriteStatsNow() {
+void AtExit() {
+  const char* live = runtime->evictor.StopWritingStats();
+  if (live[0] != '\0') unlink(live);
   const Config& c = runtime->config;
   if (c.stats == StatsDestination::kStderr) WriteStats(runtime->stats, 2);
   if (c.stats == StatsDestination::kFile) {
@@ -194,7 +196,7 @@ void Start() {
   }
   rt.active = true;
   pthread_atfork(&PrepareFork, &ParentAfterFork, &ChildAfterFork);
-  if (config.stats != StatsDestination::kNone) atexit(&WriteStatsNow);
+  atexit(&AtExit);
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 #include "shim/stats.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -104,15 +105,15 @@ void Format(const Stats& s, Text& t) {
 }
 
 // `path` with each "%p" replaced by the process id; false if too long.
-bool ExpandPath(const char* path, char* out, size_t capacity) {
+bool ExpandPath(absl::string_view path, char* out, size_t capacity) {
   Text pid;
   pid.AppendUint(static_cast<uint64_t>(getpid()));
   size_t n = 0;
-  for (const char* c = path; *c != '\0'; ++c) {
-    absl::string_view piece(c, 1);
-    if (c[0] == '%' && c[1] == 'p') {
+  for (size_t i = 0; i < path.size(); ++i) {
+    absl::string_view piece = path.substr(i, 1);
+    if (path.substr(i, 2) == "%p") {
       piece = pid.view();
-      ++c;
+      ++i;
     }
     if (n + piece.size() + 1 > capacity) return false;
     memcpy(out + n, piece.data(), piece.size());
@@ -158,6 +159,24 @@ bool WriteStatsFile(const Stats& stats, const char* path) {
   close(fd);
   // rename: a reader never sees a half-written file.
   return ok && rename(tmp, final_path) == 0;
+}
+
+bool PrepareLiveStatsPath(char* out, size_t capacity) {
+  Text path;
+  path.Append("/tmp/coldheap-");
+  path.AppendUint(getuid());
+  if (path.view().size() + 32 > capacity) return false;
+  memcpy(out, path.view().data(), path.view().size());
+  out[path.view().size()] = '\0';
+  mkdir(out, 0700);
+  struct stat st;
+  // Never write into a directory someone else made (or a symlink to one).
+  if (lstat(out, &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != getuid() ||
+      (st.st_mode & 077) != 0) {
+    return false;
+  }
+  path.Append("/%p.stats");
+  return ExpandPath(path.view(), out, capacity);
 }
 
 }  // namespace coldheap::shim

@@ -62,6 +62,13 @@ void WriteStats(const Stats& stats, int fd);
 // program it runs. False on any failure.
 bool WriteStatsFile(const Stats& stats, const char* path);
 
+// Every process running the shim keeps its statistics in
+// /tmp/coldheap-UID/PID.stats (directory 0700, file 0600), rewritten each
+// scan and removed at exit, for `coldheap stat PID`. Writes that path into
+// `out` and makes sure the directory exists and is ours; false otherwise
+// (then no live file is kept).
+bool PrepareLiveStatsPath(char* out, size_t capacity);
+
 }  // namespace coldheap::shim
 
 #endif  // COLDHEAP_SHIM_STATS_H_
