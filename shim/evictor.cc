@@ -10,11 +10,27 @@
 #include "shim/os.h"
 #include "shim/thread.h"
 
+#include <new>
+
 namespace coldheap::shim {
 namespace {
 
 constexpr uint8_t kMaxAge = 255;
 constexpr uint8_t kMaxBackoffScans = 64;
+
+policy::PolicySettings SettingsFrom(const Config& c) {
+  policy::PolicySettings s;
+  s.scan_interval_ms = c.scan_interval_ms;
+  s.cold_age_ms = c.cold_age_ms;
+  s.promotion_rate_ppm_per_minute = c.promotion_rate_ppm_per_minute;
+  s.target_bytes = c.target_kind == TargetKind::kBytes ? c.target_bytes : 0;
+  s.target_heap_percent =
+      c.target_kind == TargetKind::kHeapPercent ? c.target_heap_percent : 0;
+  s.max_pool_percent = c.max_pool_percent;
+  s.accept_threshold_percent = c.accept_threshold_percent;
+  s.cpu_budget_ppm = c.cpu_budget_ppm;
+  return s;
+}
 
 // The word every 8 bytes of the page repeats, if it is same-filled.
 bool SameFilled(const unsigned char* page, uint64_t* value) {
@@ -36,9 +52,16 @@ void SleepMs(uint64_t ms) {
 }  // namespace
 
 bool Evictor::Start(Heap& heap, int pagemap_fd) {
+  if (!compressor_.Init(heap.config->compressor)) return false;
+  policy_ = policy::ReclaimPolicy(SettingsFrom(*heap.config));
+  return RestartInChild(heap, pagemap_fd);
+}
+
+bool Evictor::RestartInChild(Heap& heap, int pagemap_fd) {
   heap_ = &heap;
   pagemap_fd_ = pagemap_fd;
-  if (!compressor_.Init(heap.config->compressor)) return false;
+  new (&batch_mu_) std::mutex();  // the parent's holder does not exist here
+  exiting_.store(false);
   if (!PrepareLiveStatsPath(live_stats_path_, sizeof(live_stats_path_))) {
     live_stats_path_[0] = '\0';
   }
@@ -49,31 +72,34 @@ void* Evictor::ThreadMain(void* arg) {
   auto* self = static_cast<Evictor*>(arg);
   for (;;) {
     SleepMs(self->heap_->config->scan_interval_ms);
-    uint64_t cpu_start = os::ThreadCpuTimeNs();
     self->Pass();
-    self->heap_->stats->evictor_cpu_ns.fetch_add(
-        os::ThreadCpuTimeNs() - cpu_start, std::memory_order_relaxed);
   }
   return nullptr;
 }
 
 void Evictor::Pass() {
+  uint64_t cpu_start = os::ThreadCpuTimeNs();
   {
     std::lock_guard<std::mutex> lock(batch_mu_);
     ScanWrites();
   }
-  EvictColdPages();
+  policy::ScanReport report = BuildReport();
+  policy::Decision decision = policy_.Decide(report);
+  bool stress = decision.cold_age_scans == 0;
+  // Stress mode is "every resident page, every scan": no pool limit.
+  bool pool_full = decision.pool_full && !stress;
+  size_t processed = CompressProbation(pool_full);
+  if (stress) {
+    processed += EvictNow(0);
+  } else if (!pool_full) {
+    processed += Probe(decision);
+  }
+  Publish(decision);
   RefreshGauges();
-  heap_->stats->scans.fetch_add(1, std::memory_order_relaxed);
-  std::lock_guard<std::mutex> lock(batch_mu_);
-  if (exiting_.load()) return;
-  const Config& config = *heap_->config;
-  if (config.stats == StatsDestination::kFile) {
-    WriteStatsFile(*heap_->stats, config.stats_path);
-  }
-  if (live_stats_path_[0] != '\0') {
-    WriteStatsFile(*heap_->stats, live_stats_path_);
-  }
+  WriteStatsFiles();
+  last_processed_ = processed;
+  last_cpu_ns_ = os::ThreadCpuTimeNs() - cpu_start;
+  heap_->stats->evictor_cpu_ns.fetch_add(last_cpu_ns_, std::memory_order_relaxed);
 }
 
 // Ages every resident page by one scan, except those written since the last
@@ -118,83 +144,187 @@ void Evictor::AgeRange(size_t from, size_t to, bool written) {
   }
 }
 
-bool Evictor::IsCandidate(PageEntry& e, uint8_t cold_scans) {
+// One walk over the page table: the age histogram of resident pages, the
+// page counts, and the clean-up of purged compressed copies.
+policy::ScanReport Evictor::BuildReport() {
+  policy::ScanReport r;
+  size_t used = heap_->region->used_pages();
+  uint64_t evicted = 0;
+  uint64_t staged = 0;
+  for (size_t i = 0; i < used; ++i) {
+    PageEntry& e = heap_->table->at(i);
+    switch (PageTable::Load(e).state) {
+      case PageState::kResident:
+        ++r.age_histogram[e.age.load(std::memory_order_relaxed)];
+        ++r.resident_pages;
+        break;
+      case PageState::kStaged:
+        ++staged;
+        break;
+      case PageState::kCompressed:
+      case PageState::kSameFilled:
+        ++evicted;
+        break;
+      case PageState::kDiscarded:
+        FreeDiscarded(i);
+        break;
+      default:
+        break;
+    }
+  }
+  Stats& stats = *heap_->stats;
+  stats.resident_pages.store(r.resident_pages, std::memory_order_relaxed);
+  stats.probation_pages.store(staged, std::memory_order_relaxed);
+  // Pages on probation still hold their memory, in the staging area.
+  r.resident_pages += staged;
+  r.heap_pages = r.resident_pages + evicted;
+  stats.heap_pages.store(r.heap_pages, std::memory_order_relaxed);
+  r.now_ms = os::MonotonicNowNs() / 1'000'000;
+  r.pool_total_size = heap_->pool->TotalSize();
+  r.refaults_total = stats.refaults.load(std::memory_order_relaxed);
+  r.pages_processed = last_processed_;
+  r.cpu_ns = last_cpu_ns_;
+  for (int age = 0; age < policy::kAgeBuckets; ++age) {
+    int bucket = 0;
+    while (bucket < kAgeHistogramBuckets - 1 && (1 << bucket) <= age) ++bucket;
+    stats.age_histogram[bucket].store(0, std::memory_order_relaxed);
+  }
+  for (int age = 0; age < policy::kAgeBuckets; ++age) {
+    int bucket = 0;
+    while (bucket < kAgeHistogramBuckets - 1 && (1 << bucket) <= age) ++bucket;
+    stats.age_histogram[bucket].fetch_add(r.age_histogram[age],
+                                          std::memory_order_relaxed);
+  }
+  return r;
+}
+
+void Evictor::Publish(const policy::Decision& d) {
+  Stats& stats = *heap_->stats;
+  stats.cold_age_scans.store(d.cold_age_scans, std::memory_order_relaxed);
+  stats.reclaim_min_age_scans.store(d.min_age_scans, std::memory_order_relaxed);
+  stats.promotions_per_minute.store(d.promotions_per_minute,
+                                    std::memory_order_relaxed);
+  stats.pool_full.store(d.pool_full, std::memory_order_relaxed);
+  stats.pool_limit_hit.store(policy_.pool_limit_hits(), std::memory_order_relaxed);
+  stats.target_unreachable.store(d.target_unreachable, std::memory_order_relaxed);
+  stats.target_unreachable_events.store(policy_.target_unreachable_events(),
+                                        std::memory_order_relaxed);
+}
+
+bool Evictor::IsCandidate(PageEntry& e, uint32_t min_age) {
   if (PageTable::Load(e).state != PageState::kResident) return false;
   if (e.skip_scans > 0) {
     --e.skip_scans;
     return false;
   }
-  return e.age.load(std::memory_order_relaxed) >= cold_scans;
+  return e.age.load(std::memory_order_relaxed) >= min_age;
 }
 
-// The simple cold rule: resident, and neither written nor restored for
-// COLDHEAP_COLD_AGE. Pages are taken in address order, a batch at a time,
-// holding the batch lock only per batch so fork waits at most one batch.
-void Evictor::EvictColdPages() {
-  const Config& config = *heap_->config;
-  uint64_t scans = config.cold_age_ms / config.scan_interval_ms;
-  uint8_t cold_scans = scans > kMaxAge ? kMaxAge : static_cast<uint8_t>(scans);
+// Fills slot_page_[0, n) with up to `max_pages` candidates found from page
+// `from` on, in address order; `*next` is where the walk stopped.
+size_t Evictor::Collect(size_t from, uint32_t min_age, size_t max_pages,
+                        size_t* next) {
   size_t used = heap_->region->used_pages();
-  Batch batch;
-  for (size_t i = 0; i < used; ++i) {
-    PageEntry& e = heap_->table->at(i);
-    if (PageTable::Load(e).state == PageState::kDiscarded) FreeDiscarded(i);
-    if (!IsCandidate(e, cold_scans)) continue;
-    batch.index[batch.count++] = i;
-    if (batch.count == Staging::kSlots) {
-      EvictBatch(batch);
-      batch.count = 0;
-    }
+  if (max_pages > Staging::kSlots) max_pages = Staging::kSlots;
+  size_t n = 0;
+  size_t i = from;
+  for (; i < used && n < max_pages; ++i) {
+    if (IsCandidate(heap_->table->at(i), min_age)) slot_page_[n++] = i;
   }
-  if (batch.count > 0) EvictBatch(batch);
+  *next = i;
+  return n;
 }
 
-void Evictor::EvictBatch(Batch& batch) {
-  std::lock_guard<std::mutex> lock(batch_mu_);
-  size_t first = 0;
-  while (first < batch.count) {
-    // A run: consecutive region pages go out with one UFFDIO_MOVE.
+// Stress mode: every candidate is compressed now, a batch at a time.
+size_t Evictor::EvictNow(uint32_t min_age) {
+  size_t done = 0;
+  size_t from = 0;
+  size_t used = heap_->region->used_pages();
+  while (from < used) {
+    size_t n = Collect(from, min_age, kBatchPages, &from);
+    if (n == 0) break;
+    std::lock_guard<std::mutex> lock(batch_mu_);
+    MoveOutRange(0, n);
+    for (size_t k = 0; k < n; ++k) {
+      if (slot_staged_[k]) CompressStaged(k, /*pool_full=*/false);
+    }
+    WaitForStolenSlots(0, n);
+    (void)os::DontNeed(heap_->staging.Slot(0), n * kPageSize);
+    done += n;
+  }
+  return done;
+}
+
+// Puts up to the policy's budget of cold pages on probation, continuing
+// from where the last scan stopped so that every page gets its turn.
+size_t Evictor::Probe(const policy::Decision& d) {
+  size_t n = Collect(cursor_, d.min_age_scans, d.max_pages, &cursor_);
+  if (cursor_ >= heap_->region->used_pages()) cursor_ = 0;
+  for (size_t first = 0; first < n; first += kBatchPages) {
+    std::lock_guard<std::mutex> lock(batch_mu_);
+    MoveOutRange(first, n - first < kBatchPages ? n - first : kBatchPages);
+  }
+  probation_ = n;
+  return n;
+}
+
+// The pages put on probation a scan ago and not touched since are
+// compressed now; their slots are emptied for the next probation.
+size_t Evictor::CompressProbation(bool pool_full) {
+  for (size_t first = 0; first < probation_; first += kBatchPages) {
+    size_t n = probation_ - first < kBatchPages ? probation_ - first : kBatchPages;
+    std::lock_guard<std::mutex> lock(batch_mu_);
+    for (size_t k = first; k < first + n; ++k) {
+      if (slot_staged_[k]) CompressStaged(k, pool_full);
+    }
+    WaitForStolenSlots(first, n);
+    (void)os::DontNeed(heap_->staging.Slot(first), n * kPageSize);
+  }
+  size_t done = probation_;
+  probation_ = 0;
+  return done;
+}
+
+// Moves out slot_page_[first, first + count) into the same slots, one
+// UFFDIO_MOVE per run of consecutive region pages.
+void Evictor::MoveOutRange(size_t first, size_t count) {
+  size_t end = first + count;
+  while (first < end) {
     size_t run = 1;
-    while (first + run < batch.count &&
-           batch.index[first + run] == batch.index[first] + run) {
+    while (first + run < end &&
+           slot_page_[first + run] == slot_page_[first] + run) {
       ++run;
     }
-    MoveOut(batch, first, run);
-    for (size_t k = first; k < first + run; ++k) {
-      if (batch.staged[k]) CompressStaged(k, batch.index[k]);
-    }
+    MoveOut(first, run);
     first += run;
   }
-  WaitForStolenSlots(batch);
-  (void)os::DontNeed(heap_->staging.Slot(0), batch.count * kPageSize);
 }
 
-// Claims and moves out the run batch[first, first + run), slot k taking
-// batch.index[k], and marks in batch.staged which pages made it. A page that
+// Claims and moves out the run slot_page_[first, first + run), slot k taking
+// slot_page_[k], and marks in slot_staged_ which pages made it. A page that
 // cannot move is published back: resident if it is shared copy-on-write
 // (EBUSY), untouched if it was a hole (the program dropped it: it reads zeros).
-void Evictor::MoveOut(Batch& batch, size_t first, size_t run) {
+void Evictor::MoveOut(size_t first, size_t run) {
+  for (size_t k = first; k < first + run; ++k) slot_staged_[k] = false;
   size_t claimed = 0;
   while (claimed < run) {
-    PageEntry& e = heap_->table->at(batch.index[first + claimed]);
+    PageEntry& e = heap_->table->at(slot_page_[first + claimed]);
     e.payload = first + claimed;  // the slot, for a fault that steals it
     if (!PageTable::Transition(e, PageState::kResident, PageState::kClaimed)) {
       break;
     }
     ++claimed;
   }
-  for (size_t k = first; k < first + run; ++k) batch.staged[k] = false;
   size_t done = 0;  // pages of the claimed run settled so far
   while (done < claimed) {
     size_t k = first + done;
-    os::OsResult<size_t> r =
-        os::Move(heap_->uffd, heap_->staging.Slot(k),
-                 heap_->region->PageAddress(batch.index[k]),
-                 (claimed - done) * kPageSize);
+    os::OsResult<size_t> r = os::Move(heap_->uffd, heap_->staging.Slot(k),
+                                      heap_->region->PageAddress(slot_page_[k]),
+                                      (claimed - done) * kPageSize);
     size_t moved = r.value / kPageSize;
     for (size_t m = 0; m < moved; ++m) {
-      batch.staged[k + m] = true;
-      PageTable::Publish(heap_->table->at(batch.index[k + m]), PageState::kStaged);
+      slot_staged_[k + m] = true;
+      PageTable::Publish(heap_->table->at(slot_page_[k + m]), PageState::kStaged);
     }
     done += moved;
     if (r.ok() || (r.error == EAGAIN && moved > 0)) continue;
@@ -205,7 +335,7 @@ void Evictor::MoveOut(Batch& batch, size_t first, size_t run) {
     if (r.error == EBUSY) {
       heap_->stats->reject_busy.fetch_add(1, std::memory_order_relaxed);
     }
-    PageTable::Publish(heap_->table->at(batch.index[first + done]), back);
+    PageTable::Publish(heap_->table->at(slot_page_[first + done]), back);
     ++done;
   }
 }
@@ -213,12 +343,12 @@ void Evictor::MoveOut(Batch& batch, size_t first, size_t run) {
 // Turns the staged page in `slot` into its evicted form. The entry is
 // re-claimed first: if a fault got there before us (kRestoring or later),
 // the page went back from the slot and our work is dropped.
-void Evictor::CompressStaged(size_t slot, size_t index) {
-  PageEntry& e = heap_->table->at(index);
+void Evictor::CompressStaged(size_t slot, bool pool_full) {
+  PageEntry& e = heap_->table->at(slot_page_[slot]);
   const auto* page = reinterpret_cast<unsigned char*>(heap_->staging.Slot(slot));
   Stats& stats = *heap_->stats;
   uint64_t fill;
-  if (SameFilled(page, &fill)) {
+  if (SameFilled(page, &fill)) {  // costs no pool memory: always taken
     if (!PageTable::Transition(e, PageState::kStaged, PageState::kClaimed)) return;
     e.payload = fill;
     PageTable::Publish(e, PageState::kSameFilled);
@@ -226,13 +356,14 @@ void Evictor::CompressStaged(size_t slot, size_t index) {
     stats.evicted_pages.fetch_add(1, std::memory_order_relaxed);
     return;
   }
+  if (pool_full) return MoveBack(slot, e);
   size_t size = compressor_.Compress(page, out_, kMaxCompressedSize);
   if (size == 0) {
     stats.reject_compress_poor.fetch_add(1, std::memory_order_relaxed);
-    return MoveBack(slot, index, e);
+    return MoveBack(slot, e);
   }
   absl::StatusOr<pool::Handle> handle = heap_->pool->Malloc(size);
-  if (!handle.ok()) return MoveBack(slot, index, e);
+  if (!handle.ok()) return MoveBack(slot, e);
   {
     pool::MappedObject object(*heap_->pool, *handle, pool::MapMode::kWriteOnly);
     memcpy(object.data(), out_, size);
@@ -250,9 +381,9 @@ void Evictor::CompressStaged(size_t slot, size_t index) {
 
 // A page not worth storing goes back where it was. UFFDIO_COPY, not MOVE:
 // the hole it left may carry a write-protect marker, which MOVE refuses.
-void Evictor::MoveBack(size_t slot, size_t index, PageEntry& e) {
+void Evictor::MoveBack(size_t slot, PageEntry& e) {
   if (!PageTable::Transition(e, PageState::kStaged, PageState::kClaimed)) return;
-  char* dst = heap_->region->PageAddress(index);
+  char* dst = heap_->region->PageAddress(slot_page_[slot]);
   os::OsResult<size_t> r;
   do {
     r = os::Copy(heap_->uffd, dst, heap_->staging.Slot(slot), kPageSize);
@@ -267,9 +398,10 @@ void Evictor::MoveBack(size_t slot, size_t index, PageEntry& e) {
 
 // A fault that stole a staged page copies it out of its slot; the slots can
 // be emptied only once every such copy is done.
-void Evictor::WaitForStolenSlots(const Batch& batch) {
-  for (size_t k = 0; k < batch.count; ++k) {
-    const PageEntry& e = heap_->table->at(batch.index[k]);
+void Evictor::WaitForStolenSlots(size_t first, size_t count) {
+  for (size_t k = first; k < first + count; ++k) {
+    if (!slot_staged_[k]) continue;
+    const PageEntry& e = heap_->table->at(slot_page_[k]);
     for (int spins = 0;
          PageTable::Load(e).state == PageState::kRestoring; ++spins) {
       if (spins > 1000) sched_yield();
@@ -288,16 +420,21 @@ void Evictor::FreeDiscarded(size_t index) {
 
 void Evictor::RefreshGauges() {
   std::lock_guard<std::mutex> lock(batch_mu_);
-  Stats& stats = *heap_->stats;
-  size_t used = heap_->region->used_pages();
-  size_t resident = 0;
-  for (size_t i = 0; i < used; ++i) {
-    resident += PageTable::Load(heap_->table->at(i)).state == PageState::kResident;
+  heap_->stats->pool_total_size.store(heap_->pool->TotalSize(),
+                                      std::memory_order_relaxed);
+  heap_->stats->scans.fetch_add(1, std::memory_order_relaxed);
+}
+
+void Evictor::WriteStatsFiles() {
+  std::lock_guard<std::mutex> lock(batch_mu_);
+  if (exiting_.load()) return;
+  const Config& config = *heap_->config;
+  if (config.stats == StatsDestination::kFile) {
+    WriteStatsFile(*heap_->stats, config.stats_path);
   }
-  stats.resident_pages.store(resident, std::memory_order_relaxed);
-  stats.heap_pages.store(used, std::memory_order_relaxed);
-  stats.pool_total_size.store(heap_->pool->TotalSize(),
-                              std::memory_order_relaxed);
+  if (live_stats_path_[0] != '\0') {
+    WriteStatsFile(*heap_->stats, live_stats_path_);
+  }
 }
 
 }  // namespace coldheap::shim

@@ -3,20 +3,33 @@
 //      (PAGEMAP_SCAN on the region registered with UFFD_FEATURE_WP_ASYNC;
 //      the scan also re-arms the write-protection it reads) and ages the
 //      rest by one scan;
-//   2. evicts resident pages that are cold: not written and not refaulted for
-//      COLDHEAP_COLD_AGE (0: every resident page, the stress mode), in
-//      batches of up to Staging::kSlots pages;
-//   3. frees the pool copies of pages jemalloc purged (kDiscarded);
-//   4. refreshes the gauges and the statistics file.
+//   2. compresses the pages it put on probation at the previous scan and
+//      that nobody touched since;
+//   3. reports the ages, the pool and the refaults to the policy
+//      (policy/reclaim_policy.h), which says how old a page must be to go,
+//      how many may go this scan (the CPU budget) and whether the pool is
+//      full;
+//   4. puts that many of the coldest candidates on probation: moved out of
+//      the region (UFFDIO_MOVE) into a staging slot, uncompressed;
+//   5. frees the pool copies of pages jemalloc purged (kDiscarded) and
+//      refreshes the gauges and statistics files.
 //
-// Capture without losing a write: a batch is first moved out of the region
-// with UFFDIO_MOVE into the staging slots. From then on no program thread can
-// write the old frame; a touch faults, and the handler copies the page back
-// from its slot (no decompression). Only then is the copy compressed; a
-// same-filled page is kept as its word, a page that compresses to more than
-// kMaxCompressedSize is moved back and not tried again for a while
-// (exponential back-off), and a page still shared copy-on-write with a
+// Why probation (a second chance): write tracking cannot see reads, and a
+// cache's hot set is often only read. A page on probation that is read
+// faults and is copied back from its slot by the handler, with no
+// decompression; only pages that stay untouched for a whole interval are
+// compressed. A read-hot page costs one cheap fault per cold age, not a
+// compression and a decompression.
+//
+// Capture without losing a write: once moved, no program thread can write
+// the old frame; a touch faults and the handler copies the page back from
+// its slot. A same-filled page is kept as its word; a page that compresses
+// to more than kMaxCompressedSize is copied back and not tried again for a
+// while (exponential back-off); a page still shared copy-on-write with a
 // forked child (EBUSY) is left alone: evicting it would free nothing.
+//
+// Stress mode (COLDHEAP_COLD_AGE=0) skips probation and compresses every
+// resident page at every scan, in batches of kBatchPages.
 #ifndef COLDHEAP_SHIM_EVICTOR_H_
 #define COLDHEAP_SHIM_EVICTOR_H_
 
@@ -27,6 +40,7 @@
 #include <cstdint>
 #include <mutex>
 
+#include "policy/reclaim_policy.h"
 #include "shim/compressor.h"
 #include "shim/heap.h"
 #include "shim/uffd_compat.h"
@@ -36,15 +50,20 @@ namespace coldheap::shim {
 // Pages that compress worse than this stay resident (zswap rejects pages
 // that do not shrink; we want a real saving for the fault's cost).
 inline constexpr size_t kMaxCompressedSize = kPageSize * 3 / 4;
+// Pages handled under one hold of the batch lock (what fork waits for).
+inline constexpr size_t kBatchPages = 64;
 
 class Evictor {
  public:
   // Starts the thread. `pagemap_fd` is /proc/self/pagemap of this process.
   bool Start(Heap& heap, int pagemap_fd);
+  // In a forked child: a new thread for this process, keeping the pages
+  // on probation (their slots were inherited with the address space).
+  bool RestartInChild(Heap& heap, int pagemap_fd);
 
   // Around fork(2): Pause returns once the evictor is between batches, holds
   // no pool lock and has no page in flight, and holds it there; Resume lets
-  // it go on (parent). A child starts afresh.
+  // it go on (parent).
   void Pause() { batch_mu_.lock(); }
   void Resume() { batch_mu_.unlock(); }
 
@@ -56,36 +75,44 @@ class Evictor {
     return live_stats_path_;
   }
 
-  // One full pass (scan, evict, clean up). The thread calls it each
-  // interval; exposed so tests can drive passes deterministically.
+  // One full pass. The thread calls it each interval.
   void Pass();
 
  private:
-  struct Batch {
-    size_t index[Staging::kSlots];  // region page of each slot
-    bool staged[Staging::kSlots];   // whether the slot holds its page
-    size_t count = 0;
-  };
-
   static void* ThreadMain(void* arg);
   void ScanWrites();
   void AgeRange(size_t from, size_t to, bool written);
-  void EvictColdPages();
-  bool IsCandidate(PageEntry& e, uint8_t cold_scans);
-  void EvictBatch(Batch& batch);
-  void MoveOut(Batch& batch, size_t first, size_t run);
-  void CompressStaged(size_t slot, size_t index);
-  void MoveBack(size_t slot, size_t index, PageEntry& e);
-  void WaitForStolenSlots(const Batch& batch);
+  policy::ScanReport BuildReport();
+  void Publish(const policy::Decision& decision);
+  bool IsCandidate(PageEntry& e, uint32_t min_age);
+  size_t Collect(size_t from, uint32_t min_age, size_t max_pages, size_t* next);
+  size_t EvictNow(uint32_t min_age);
+  size_t Probe(const policy::Decision& decision);
+  size_t CompressProbation(bool pool_full);
+  void MoveOutRange(size_t first, size_t count);
+  void MoveOut(size_t first, size_t run);
+  void CompressStaged(size_t slot, bool pool_full);
+  void MoveBack(size_t slot, PageEntry& e);
+  void WaitForStolenSlots(size_t first, size_t count);
   void FreeDiscarded(size_t index);
   void RefreshGauges();
+  void WriteStatsFiles();
 
   Heap* heap_ = nullptr;
   int pagemap_fd_ = -1;
   pthread_t thread_{};
-  std::mutex batch_mu_;  // held while a pass is in progress
+  std::mutex batch_mu_;  // held while pages are in flight or pool is used
   Compressor compressor_;
-  page_region regions_[512];  // PAGEMAP_SCAN output, reused
+  policy::ReclaimPolicy policy_{policy::PolicySettings{}};
+  // Slot k of the staging area holds region page slot_page_[k] when
+  // slot_staged_[k]; slots [0, probation_) are the pages on probation.
+  size_t slot_page_[Staging::kSlots];
+  bool slot_staged_[Staging::kSlots];
+  size_t probation_ = 0;
+  size_t cursor_ = 0;  // where the next probation walk starts
+  uint64_t last_processed_ = 0;  // pages handled by the previous pass
+  uint64_t last_cpu_ns_ = 0;     // and the CPU it took
+  page_region regions_[512];     // PAGEMAP_SCAN output, reused
   unsigned char out_[kPageSize];  // compression output, reused
   char live_stats_path_[128] = {};  // see PrepareLiveStatsPath; "" if none
   std::atomic<bool> exiting_{false};

@@ -15,11 +15,12 @@
 
 namespace coldheap::shim {
 
-// Pages the evictor moves a batch into (UFFDIO_MOVE) to compress them while
-// no program thread can write them. Registered with the same userfaultfd,
-// as UFFDIO_MOVE requires of its destination.
+// Pages the evictor moves out (UFFDIO_MOVE) to hold them on probation and
+// compress them while no program thread can write them. Registered with the
+// same userfaultfd, as UFFDIO_MOVE requires of its destination. Address
+// space only (MAP_NORESERVE): a slot costs memory only while it holds a page.
 struct Staging {
-  static constexpr size_t kSlots = 64;  // one batch
+  static constexpr size_t kSlots = size_t{1} << 18;  // 1 GiB per scan at most
   char* base = nullptr;
 
   char* Slot(size_t i) const { return base + i * kPageSize; }

@@ -39,4 +39,6 @@ __attribute__((visibility("default"))) void* pvalloc(size_t size) {
 // oversize_threshold:0 turns off the dedicated arena for huge allocations,
 // which jemalloc creates on demand with default hooks: outside the region.
 // MALLOC_CONF from the environment still applies on top.
-extern "C" const char* malloc_conf = "oversize_threshold:0";
+extern "C" {
+const char* malloc_conf = "oversize_threshold:0";
+}

@@ -160,8 +160,8 @@ void ChildAfterFork() {
   (void)os::CloseFd(rt.pagemap_fd);
   // The paused threads' locks are held by threads that no longer exist.
   new (&rt.handlers) FaultHandlers();
-  new (&rt.evictor) Evictor();
-  if (!WatchRegion(rt) || !StartThreads(rt)) {
+  if (!WatchRegion(rt) || !rt.handlers.Start(rt.heap) ||
+      !rt.evictor.RestartInChild(rt.heap, rt.pagemap_fd)) {
     LogLine(LogLevel::kError,
             {"forked child could not watch its heap; aborting rather than "
              "read zeros for evicted pages"});

@@ -80,6 +80,20 @@ void Format(const Stats& s, Text& t) {
           Get(s.pool_total_size));
   t.Line("resident_pages", Get(s.resident_pages));
   t.Line("heap_pages", Get(s.heap_pages));
+  t.Line("probation_pages", Get(s.probation_pages));
+  t.Line("cold_age_scans", Get(s.cold_age_scans));
+  t.Line("reclaim_min_age_scans", Get(s.reclaim_min_age_scans));
+  t.Line("promotions_per_minute", Get(s.promotions_per_minute));
+  t.Line("pool_full", Get(s.pool_full));
+  t.Line("target_unreachable", Get(s.target_unreachable));
+  t.Line("target_unreachable_events", Get(s.target_unreachable_events));
+  for (int b = 0; b < kAgeHistogramBuckets; ++b) {
+    t.Append("age_scans_lt_");
+    t.AppendUint(uint64_t{1} << b);
+    t.Append(" ");
+    t.AppendUint(Get(s.age_histogram[b]));
+    t.Append("\n");
+  }
   t.Line("evicted_pages", Get(s.evicted_pages));
   t.Line("reject_compress_poor", Get(s.reject_compress_poor));
   t.Line("reject_busy", Get(s.reject_busy));

@@ -15,6 +15,10 @@ namespace coldheap::shim {
 
 using Counter = std::atomic<uint64_t>;
 
+// Resident pages by age in scans, in power-of-two buckets: bucket b holds
+// ages in [2^(b-1), 2^b); bucket 0 is age 0 (written during the last scan).
+inline constexpr int kAgeHistogramBuckets = 9;
+
 // Fault service time in the handler, in power-of-two microsecond buckets:
 // bucket b counts services that took [2^(b-1), 2^b) us; bucket 0 is < 1 us.
 inline constexpr int kLatencyBuckets = 16;
@@ -26,7 +30,17 @@ struct Stats {
   Counter compressed_bytes{0};   // sum of compressed sizes now stored
   Counter pool_total_size{0};    // the pool's TotalSize() at the last scan
   Counter resident_pages{0};     // managed pages believed mapped
-  Counter heap_pages{0};         // pages of the region handed to jemalloc
+  Counter heap_pages{0};         // live heap pages: resident + evicted
+  Counter probation_pages{0};    // moved out, not yet compressed
+
+  // Policy (gauges, as of the last scan).
+  Counter cold_age_scans{0};         // the adaptive cold threshold
+  Counter reclaim_min_age_scans{0};  // what was reclaimed (lower in budget mode)
+  Counter promotions_per_minute{0};  // refaults over the last minute window
+  Counter pool_full{0};              // 1 while the pool limit holds stores
+  Counter target_unreachable{0};     // 1 while the budget cannot be met
+  Counter target_unreachable_events{0};
+  Counter age_histogram[kAgeHistogramBuckets] = {};
 
   // Events (totals since start).
   Counter evicted_pages{0};         // pages compressed or same-filled
@@ -39,7 +53,7 @@ struct Stats {
   Counter fault_around_pages{0};    // neighbours restored with a refault
   Counter purged_pages{0};          // pages jemalloc purged or decommitted
   Counter discarded_pages{0};       // compressed copies dropped by purges
-  Counter pool_limit_hit{0};
+  Counter pool_limit_hit{0};  // times the pool reached its limit
   Counter written_back_pages{0};
   Counter scans{0};
 

@@ -1,0 +1,104 @@
+// The reclaim policy: pure decisions, no syscalls, driven by plain numbers so
+// that tests can replay traces with a fake clock. The shim's evictor feeds it
+// one ScanReport per scan and carries out the Decision it returns.
+//
+// What it decides, and why:
+//  - The cold threshold (in scans). A page is a candidate once it has not
+//    been written nor restored for that many scans. The threshold adapts to
+//    a promotion-rate objective, as in Google's far-memory fleet: refaults
+//    of compressed pages per minute should stay at or below
+//    COLDHEAP_PROMOTION_RATE of the resident working set. Above it the
+//    threshold doubles (we compressed pages still in use); far below it
+//    (under a quarter) it halves, down to the COLDHEAP_COLD_AGE floor.
+//  - Budget mode (COLDHEAP_TARGET): when resident heap + pool exceeds the
+//    target, reclaim coldest-first, down to pages one scan old, enough pages
+//    to get back under it; when even that cannot reach the target (all that
+//    is cold is already compressed), say so once.
+//  - The pool limit (COLDHEAP_MAX_POOL_PERCENT of the heap): once the pool
+//    reaches it, store nothing until it falls below
+//    COLDHEAP_ACCEPT_THRESHOLD_PERCENT of the limit (zswap's hysteresis), so
+//    it does not flap.
+//  - The CPU budget (COLDHEAP_CPU_BUDGET of one core): the pages processed
+//    per scan are capped by the measured cost per page, so background work
+//    stays within budget at steady state. Stress mode (cold age 0) is exempt:
+//    it means "every resident page, every scan".
+#ifndef COLDHEAP_POLICY_RECLAIM_POLICY_H_
+#define COLDHEAP_POLICY_RECLAIM_POLICY_H_
+
+#include <cstdint>
+
+namespace coldheap::policy {
+
+inline constexpr int kAgeBuckets = 256;  // ages in scans, saturating at 255
+
+struct PolicySettings {
+  uint64_t scan_interval_ms = 1000;
+  uint64_t cold_age_ms = 30'000;                 // the floor of the threshold
+  uint32_t promotion_rate_ppm_per_minute = 2000;  // of resident pages
+  uint64_t target_bytes = 0;                      // 0: no budget
+  uint32_t target_heap_percent = 0;               // used when target_bytes == 0
+  uint32_t max_pool_percent = 20;
+  uint32_t accept_threshold_percent = 90;
+  uint32_t cpu_budget_ppm = 20'000;               // of one core
+};
+
+// What one scan saw.
+struct ScanReport {
+  uint64_t now_ms = 0;
+  // Resident pages by age in scans (age_histogram[255] holds 255 and up).
+  uint64_t age_histogram[kAgeBuckets] = {};
+  uint64_t heap_pages = 0;      // pages jemalloc has of the region
+  uint64_t resident_pages = 0;  // of those, mapped
+  uint64_t pool_total_size = 0;
+  uint64_t refaults_total = 0;  // compressed pages faulted back, since start
+  // Background work of the previous scan: pages processed and CPU spent.
+  uint64_t pages_processed = 0;
+  uint64_t cpu_ns = 0;
+};
+
+struct Decision {
+  // Reclaim resident pages at least this old (in scans)...
+  uint32_t min_age_scans = 0;
+  // ...but at most this many this scan (the CPU budget).
+  uint64_t max_pages = 0;
+  bool pool_full = false;           // store nothing this scan
+  bool target_unreachable = false;  // budget mode cannot get under target
+  uint32_t cold_age_scans = 0;      // the adaptive threshold now
+  uint64_t promotions_per_minute = 0;
+};
+
+class ReclaimPolicy {
+ public:
+  explicit ReclaimPolicy(const PolicySettings& settings);
+
+  Decision Decide(const ScanReport& report);
+
+  // Events counted over the policy's life, for the statistics.
+  uint64_t pool_limit_hits() const { return pool_limit_hits_; }
+  uint64_t target_unreachable_events() const { return unreachable_events_; }
+
+ private:
+  uint32_t FloorScans() const;
+  void AdaptThreshold(const ScanReport& report);
+  uint32_t BudgetAge(const ScanReport& report, bool* unreachable) const;
+  bool PoolFull(const ScanReport& report);
+  uint64_t PageCap(const ScanReport& report);
+
+  PolicySettings settings_;
+  uint32_t cold_age_scans_;
+  bool pool_full_ = false;
+  bool unreachable_ = false;
+  uint64_t pool_limit_hits_ = 0;
+  uint64_t unreachable_events_ = 0;
+  // The promotion-rate window.
+  uint64_t window_start_ms_ = 0;
+  uint64_t window_start_refaults_ = 0;
+  bool window_open_ = false;
+  uint64_t promotions_per_minute_ = 0;
+  // Measured cost of one page of background work (EWMA), in ns.
+  uint64_t ns_per_page_ = 0;
+};
+
+}  // namespace coldheap::policy
+
+#endif  // COLDHEAP_POLICY_RECLAIM_POLICY_H_
