@@ -23,7 +23,7 @@
 // | COLDHEAP_COLD_AGE                 | 30s      | a duration up to 1440m; 0 = evict every resident page each scan    |
 // | COLDHEAP_SCAN_INTERVAL            | 1s       | a duration from 1ms to 1440m                                       |
 // | COLDHEAP_TARGET                   | none     | resident heap + pool budget: a size > 0, or 1% to 100% of the heap |
-// | COLDHEAP_MAX_POOL_PERCENT         | 20       | an integer from 1 to 100 (a trailing % is allowed)                 |
+// | COLDHEAP_MAX_POOL_PERCENT         | 50       | an integer from 1 to 100 (a trailing % is allowed)                 |
 // | COLDHEAP_ACCEPT_THRESHOLD_PERCENT | 90       | an integer from 0 to 100 (a trailing % is allowed)                 |
 // | COLDHEAP_ZPOOL                    | zsmalloc | zsmalloc or zbud                                                   |
 // | COLDHEAP_COMPRESSOR               | lz4      | lz4 or zstd                                                        |
@@ -40,8 +40,10 @@
 // - COLD_AGE: a page untouched this long is cold. 0 is a stress mode.
 // - SCAN_INTERVAL: time between two scans of the region.
 // - TARGET: a budget for resident heap + pool, e.g. 512M, 4G or 60%.
-// - MAX_POOL_PERCENT: the most the pool may hold, in percent of the heap
-//   (zswap's max_pool_percent).
+// - MAX_POOL_PERCENT: the most the pool may hold, in percent of the live
+//   heap (resident + evicted pages). zswap's max_pool_percent is of all RAM,
+//   where 20 is its default; of one heap, 20 would stop a cache whose cold
+//   90% compresses 2.5x (a pool of 36% of the heap) halfway, so 50.
 // - ACCEPT_THRESHOLD_PERCENT: once full, the pool takes pages again only
 //   below this percent of its limit (zswap's accept_threshold_percent).
 // - REGION_SIZE: address space reserved (MAP_NORESERVE) for the heap.
@@ -112,7 +114,7 @@ struct Config {
   uint64_t target_bytes = 0;
   uint32_t target_heap_percent = 0;
   // COLDHEAP_MAX_POOL_PERCENT, 1..100.
-  uint32_t max_pool_percent = 20;
+  uint32_t max_pool_percent = 50;
   // COLDHEAP_ACCEPT_THRESHOLD_PERCENT, 0..100.
   uint32_t accept_threshold_percent = 90;
   // COLDHEAP_ZPOOL.

@@ -218,7 +218,7 @@ TEST(ConfigDefaults, MatchTheDocumentedTable) {
   EXPECT_EQ(c.cold_age_ms, 30'000u);
   EXPECT_EQ(c.scan_interval_ms, 1'000u);
   EXPECT_EQ(c.target_kind, TargetKind::kNone);
-  EXPECT_EQ(c.max_pool_percent, 20u);
+  EXPECT_EQ(c.max_pool_percent, 50u);
   EXPECT_EQ(c.accept_threshold_percent, 90u);
   EXPECT_EQ(c.zpool, ZpoolKind::kZsmalloc);
   EXPECT_EQ(c.compressor, CompressorKind::kLz4);
@@ -306,7 +306,7 @@ TEST(ConfigMessages, OutOfRangeValueSaysSo) {
             "2m); using the default 1s\n");
   EXPECT_EQ(ParseOne("COLDHEAP_MAX_POOL_PERCENT", "0").stderr_text,
             "coldheap: COLDHEAP_MAX_POOL_PERCENT='0' is out of range "
-            "(accepted: an integer from 1 to 100); using the default 20\n");
+            "(accepted: an integer from 1 to 100); using the default 50\n");
   EXPECT_EQ(ParseOne("COLDHEAP_REGION_SIZE", "63M").stderr_text,
             "coldheap: COLDHEAP_REGION_SIZE='63M' is out of range (accepted: "
             "a size with an optional K, M, G or T from 64M to 64T, e.g. 64G); "
