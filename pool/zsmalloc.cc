@@ -42,8 +42,12 @@ using zsmalloc_internal::ZspageOf;
 
 constexpr absl::string_view kType = "zsmalloc";
 
-// Tags tell pools apart in handles; never 0.
-std::atomic<uint32_t> next_pool_tag{0};
+// A tag in every handle tells pools apart, so debug builds catch a handle
+// passed to the wrong pool. Never 0.
+uint32_t NextPoolTag() {
+  static std::atomic<uint32_t> next{0};
+  return next.fetch_add(1, std::memory_order_relaxed) % 0xFFFF'FFFFu + 1;
+}
 
 // ---------------------------------------------------------------------------
 
@@ -52,9 +56,7 @@ class ZsPool final : public Zpool {
   ZsPool(absl::string_view name, const ZpoolOps& ops, PageSource& source,
          size_t own_pages)
       : ops_(ops),
-        tag_(next_pool_tag.fetch_add(1, std::memory_order_relaxed) %
-                 0xFFFF'FFFFu +
-             1),
+        tag_(NextPoolTag()),
         account_(source, own_pages),
         handles_(account_) {
     name_length_ = std::min(name.size(), sizeof(name_));
@@ -168,10 +170,15 @@ absl::StatusOr<Handle> ZsPool::Malloc(size_t size) {
                      " bytes; objects are 1..", kMaxObjectSize, " bytes"));
   }
   const int size_class = ClassIndexOf(size);
+  // Sharded by class: threads storing different sizes take different locks.
   const std::optional<uint32_t> index =
       handles_.Allocate(size_class % HandleTable::kShards);
   if (index.has_value() && Store(size_class, *index)) return MakeHandle(*index);
-  if (index.has_value()) handles_.Release(*index);
+  if (index.has_value()) {
+    handles_.Release(*index);
+    // Out of memory: give back the handle page kept for the next store.
+    handles_.ReleaseEmptyPages();
+  }
   return absl::ResourceExhaustedError(
       absl::StrCat("zsmalloc pool '", name(), "': page source out of memory",
                    " while storing ", size, " bytes"));
@@ -228,7 +235,12 @@ size_t ZsPool::Release(Handle handle) {
     --c.objects_used;
     if (!z->isolated) {
       ++c.free_slots;
-      if (z->inuse > 0) {
+      // An emptied zspage that is its class's only room stays (Compact gives
+      // it back): storing and freeing at a zspage boundary must not mmap and
+      // munmap each time. So a class never holds more than one zspage of
+      // free slots, the bound compaction leaves anyway.
+      const bool only_room = c.free_slots == GeometryOf(z->size_class).objects;
+      if (z->inuse > 0 || only_room) {
         Refile(c, z);
       } else {
         Unlist(c, z);
@@ -339,7 +351,7 @@ Zspage* ZsPool::SparsestUnpinned(SizeClass& c) {
 // Compaction.
 
 size_t ZsPool::Compact() {
-  size_t freed = 0;
+  size_t freed = handles_.ReleaseEmptyPages();
   for (SizeClass& c : classes_) {
     while (Zspage* emptied = DrainSparsestZspage(c))
       freed += UnmapZspage(emptied);

@@ -32,7 +32,9 @@
 // no longer fit twice in a page beside the metadata and join 2176: 15 in 8).
 // The worst are the tiniest (16 bytes: 21%, mostly reverse map) and 4096
 // (7 objects in 8 pages: nearly incompressible pages are better kept
-// resident anyway).
+// resident anyway). Measured (zsmalloc_test): 20000 objects of 1000..3000
+// bytes take 1.041x their bytes; after freeing a random half and Compact,
+// 1.057x (1.030x and 1.037x at 100000 objects).
 //
 // Handles. A handle names an 8-byte entry in a handle table (see
 // zsmalloc_handle_table.h) that records where the object is: zspage base,
@@ -54,6 +56,15 @@
 // fullest ones (updating their handle entries) and give it back. Zspages are
 // kept in 4 fullness groups by in-use ratio so both ends are found at once;
 // Malloc also fills the fullest zspage first, to keep sparse ones draining.
+// Unlike Linux, Free keeps an emptied zspage (handle page) when it is its
+// class's (shard's) only room, else a store/free pair at a boundary would
+// mmap and munmap each time, and munmap means a TLB shootdown on every CPU;
+// Compact gives those back too, so an emptied, compacted pool holds only
+// its fixed 5 pages (the pool object with its class heads and handle root).
+// As in Linux, nothing compacts by itself: random frees leave holes that
+// Malloc refills only in the same class, so under churn the ratio above
+// drifts up (about 1.10x after replacing 5x the objects) until the owner
+// calls Compact(), which costs little when there is nothing to move.
 //
 // Shrink, as Linux 6.2: every zspage sits on its class's LRU list, moved to
 // the front on every store and stamped from a pool-wide store clock; Shrink

@@ -53,9 +53,35 @@ size_t HandleTable::Release(uint32_t index) {
       Push(s.with_free, page);
     }
     if (page->used > 0) return 0;
+    // The shard's only room stays, so that allocating and freeing at a page
+    // boundary does not map and unmap a page each time.
+    if (s.with_free == page && page->next == nullptr) return 0;
     Unlink(s.with_free, page);
   }
   return RetirePage(page);
+}
+
+size_t HandleTable::ReleaseEmptyPages() {
+  size_t freed = 0;
+  for (Shard& s : shards_) {
+    HandlePage* empty = nullptr;
+    {
+      absl::MutexLock lock(&s.mu);
+      for (HandlePage* page = s.with_free; page != nullptr;) {
+        HandlePage* next = page->next;
+        if (page->used == 0) {
+          Unlink(s.with_free, page);
+          Push(empty, page);
+        }
+        page = next;
+      }
+    }
+    while (HandlePage* page = empty) {
+      empty = page->next;
+      freed += RetirePage(page);
+    }
+  }
+  return freed;
 }
 
 std::atomic<uint64_t>* HandleTable::Find(uint32_t index) const {

@@ -14,10 +14,12 @@
 //
 // Allocation is sharded: kShards shards, each with its own lock and its own
 // handle pages, so threads storing into different size classes (the pool maps
-// class -> shard) do not meet on one lock. A page is given back as soon as its
-// last entry is freed, as zsmalloc frees an empty zspage. Creating and
-// retiring pages (once per ~500 handles, next to an mmap anyway) takes one
-// pool-wide lock that guards the directory.
+// class -> shard) do not meet on one lock. A page is given back when its last
+// entry is freed, unless it is its shard's only room (then it waits for
+// ReleaseEmptyPages, so a store/free pair at a page boundary does not mmap
+// and munmap a page each time). Creating and retiring pages (once per ~500
+// handles, next to an mmap anyway) takes one pool-wide lock that guards the
+// directory.
 #ifndef COLDHEAP_POOL_ZSMALLOC_HANDLE_TABLE_H_
 #define COLDHEAP_POOL_ZSMALLOC_HANDLE_TABLE_H_
 
@@ -74,6 +76,9 @@ class HandleTable {
   std::optional<uint32_t> Allocate(int shard);
   // Puts the entry back; returns the pages given back to the source.
   size_t Release(uint32_t index);
+  // Gives back the empty pages Release keeps (at most one per shard);
+  // returns how many pages went back.
+  size_t ReleaseEmptyPages();
 
   // The entry `index` names, or nullptr when it names no entry of a live
   // handle page (a garbage handle).

@@ -418,8 +418,12 @@ void Evictor::FreeDiscarded(size_t index) {
   heap_->stats->discarded_pages.fetch_add(1, std::memory_order_relaxed);
 }
 
+// Also compacts the pool: cheap when there is nothing to move, and without
+// it churn leaves zspages sparsely used (zsmalloc packs at ~1.10 instead of
+// ~1.04 after sustained store/free).
 void Evictor::RefreshGauges() {
   std::lock_guard<std::mutex> lock(batch_mu_);
+  heap_->pool->Compact();
   heap_->stats->pool_total_size.store(heap_->pool->TotalSize(),
                                       std::memory_order_relaxed);
   heap_->stats->scans.fetch_add(1, std::memory_order_relaxed);

@@ -25,6 +25,8 @@
 
 #include <new>
 
+#include "absl/synchronization/mutex.h"
+
 #include "pool/default_registry.h"
 #include "shim/config.h"
 #include "shim/evictor.h"
@@ -175,6 +177,10 @@ void Start() {
   started = true;
   Config config = LoadConfig();
   if (!config.enable) return;  // COLDHEAP_ENABLE=0 is not an error
+  // Debian's Abseil checks every absl::Mutex acquisition for deadlock
+  // cycles under one process-wide lock, which serialises the pool's
+  // per-class locks; the pool's lock order is fixed, so turn it off.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   runtime = new (runtime_storage) Runtime();
   Runtime& rt = *runtime;
   rt.config = config;

@@ -131,7 +131,24 @@ TEST_F(ZsmallocTest, EverySizeFromOneByteToAPageRoundTripsItsBytes) {
     pool_->Free(s.handle);
     ExpectExactTotalSize();
   }
+  pool_->Compact();
   EXPECT_EQ(pool_->TotalSize(), empty);
+}
+
+TEST_F(ZsmallocTest, StoreAndFreeAtAZspageBoundaryDoesNotRemapPages) {
+  const uint64_t fixed = pool_->TotalSize();
+  Stored s = Store(*pool_, 3000, 1);
+  const uint64_t one_object = pool_->TotalSize();
+  for (int i = 0; i < 10; ++i) {
+    pool_->Free(s.handle);
+    EXPECT_EQ(pool_->TotalSize(), one_object) << "the zspage is kept";
+    s = Store(*pool_, 3000, i);
+    EXPECT_EQ(pool_->TotalSize(), one_object) << "and reused";
+  }
+  pool_->Free(s.handle);
+  EXPECT_GT(pool_->Compact(), 0u);
+  EXPECT_EQ(pool_->TotalSize(), fixed);
+  ExpectExactTotalSize();
 }
 
 TEST_F(ZsmallocTest, ObjectsStraddlingPageBoundariesReadBackWhole) {
@@ -193,6 +210,8 @@ TEST_F(ZsmallocTest, SizesWithTheSameGeometryShareAClass) {
   EXPECT_EQ(stats.zspages, 1u);
   pool_->Free(a.handle);
   pool_->Free(b.handle);
+  EXPECT_EQ(GetZsmallocClassStats(*pool_, small).objects_used, 0u);
+  pool_->Compact();
   EXPECT_EQ(GetZsmallocClassStats(*pool_, small).zspages, 0u);
 }
 
@@ -272,8 +291,8 @@ class TwoHalfFullZspages : public ZsmallocTest {
     second_ = d;
   }
   void TearDown() override {
-    pool_->Free(first_.handle);
-    pool_->Free(second_.handle);
+    if (first_.handle != kNoHandle) pool_->Free(first_.handle);
+    if (second_.handle != kNoHandle) pool_->Free(second_.handle);
     ZsmallocTest::TearDown();
   }
 
@@ -519,6 +538,15 @@ TEST_F(ZsmallocTest, MallocReportsExhaustedPageSourceAndHoldsNothingMore) {
   const Stored s = Store(*pool_, 100, 1);
   EXPECT_TRUE(Holds(*pool_, s));
   pool_->Free(s.handle);
+}
+
+TEST(ZsmallocCreateTest, DestroyGivesBackEveryPageWithObjectsStillStored) {
+  CountingPageSource source;
+  PoolPtr pool = MakePool(source);
+  for (int i = 0; i < 2000; ++i) Store(*pool, 1 + i * 2 % kMaxObjectSize, i);
+  EXPECT_GT(source.held_bytes(), 100 * kPageSize);
+  pool.reset();
+  EXPECT_EQ(source.held_bytes(), 0u);
 }
 
 TEST(ZsmallocCreateTest, ReportsExhaustedPageSource) {
