@@ -62,15 +62,17 @@ void ReclaimPolicy::AdaptThreshold(const ScanReport& report) {
   uint64_t objective = settings_.promotion_rate_ppm_per_minute;
   if (rate_ppm > objective) {
     cold_age_scans_ = std::min(cold_age_scans_ * 2, kMaxAgeScans);
-  } else if (rate_ppm * 4 < objective) {
+  } else if (promotions == 0 || rate_ppm * 4 < objective) {
+    // No promotion at all is always far enough below: with an objective of
+    // 0 (COLDHEAP_PROMOTION_RATE=0) the threshold must still come back down.
     cold_age_scans_ = std::max(cold_age_scans_ / 2, floor);
   }
 }
 
 // The youngest age to reclaim so that resident + pool gets under the target,
 // taking the oldest pages first. Each page compressed saves its size less
-// what it costs in the pool (the pool's current average, or a guess of a
-// third of a page before anything is stored).
+// what it costs in the pool, assumed to be a third of a page (the report
+// carries no count of stored pages to average the pool over).
 uint32_t ReclaimPolicy::BudgetAge(const ScanReport& report,
                                   bool* unreachable) const {
   uint64_t heap_bytes = report.heap_pages * kPageBytes;
@@ -97,8 +99,10 @@ bool ReclaimPolicy::PoolFull(const ScanReport& report) {
   if (!pool_full_ && report.pool_total_size >= limit && limit > 0) {
     pool_full_ = true;
     ++pool_limit_hits_;
-  } else if (pool_full_ && report.pool_total_size * 100 <
-                               limit * settings_.accept_threshold_percent) {
+  } else if (pool_full_ && (report.pool_total_size * 100 <
+                                    limit * settings_.accept_threshold_percent ||
+                                report.pool_total_size == 0)) {
+    // An empty pool always accepts again (zswap's accept threshold of 0%).
     pool_full_ = false;
   }
   return pool_full_;

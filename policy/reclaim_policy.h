@@ -37,7 +37,7 @@ struct PolicySettings {
   uint32_t promotion_rate_ppm_per_minute = 2000;  // of resident pages
   uint64_t target_bytes = 0;                      // 0: no budget
   uint32_t target_heap_percent = 0;               // used when target_bytes == 0
-  uint32_t max_pool_percent = 20;
+  uint32_t max_pool_percent = 50;
   uint32_t accept_threshold_percent = 90;
   uint32_t cpu_budget_ppm = 20'000;               // of one core
 };

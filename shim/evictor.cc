@@ -330,14 +330,37 @@ void Evictor::MoveOut(size_t first, size_t run) {
     if (r.ok() || (r.error == EAGAIN && moved > 0)) continue;
     if (done == claimed) break;
     // The page at `done` did not move: settle it and carry on after it.
-    PageState back = PageState::kResident;
-    if (r.error == ENOENT) back = PageState::kUntouched;
-    if (r.error == EBUSY) {
-      heap_->stats->reject_busy.fetch_add(1, std::memory_order_relaxed);
-    }
-    PageTable::Publish(heap_->table->at(slot_page_[first + done]), back);
+    size_t k_failed = first + done;
+    PageEntry& failed = heap_->table->at(slot_page_[k_failed]);
+    PageTable::Publish(failed, r.error == ENOENT ? PageState::kUntouched
+                                                 : PageState::kResident);
+    if (r.error == EBUSY) MoveAfterUnsharing(k_failed);
     ++done;
   }
+}
+
+// UFFDIO_MOVE refuses a page that is, or was since its last write, shared
+// copy-on-write with a forked child, even after the child is gone. A write
+// makes it the parent's own again (copying it only if a child still holds
+// it); an atomic add of 0 is a write that cannot lose a concurrent store of
+// the program. The page is touched while resident and unclaimed, so that if
+// the program dropped it meanwhile, the fault is served without waiting on us.
+void Evictor::MoveAfterUnsharing(size_t slot) {
+  PageEntry& e = heap_->table->at(slot_page_[slot]);
+  auto* word = reinterpret_cast<uint64_t*>(heap_->region->PageAddress(slot_page_[slot]));
+  __atomic_fetch_add(word, 0, __ATOMIC_RELAXED);
+  e.payload = slot;
+  if (!PageTable::Transition(e, PageState::kResident, PageState::kClaimed)) return;
+  os::OsResult<size_t> r = os::Move(heap_->uffd, heap_->staging.Slot(slot),
+                                    word, kPageSize);
+  if (r.value == kPageSize) {
+    slot_staged_[slot] = true;
+    PageTable::Publish(e, PageState::kStaged);
+    heap_->stats->cow_unshared.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  heap_->stats->reject_busy.fetch_add(1, std::memory_order_relaxed);
+  PageTable::Publish(e, PageState::kResident);
 }
 
 // Turns the staged page in `slot` into its evicted form. The entry is

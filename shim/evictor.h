@@ -25,8 +25,9 @@
 // the old frame; a touch faults and the handler copies the page back from
 // its slot. A same-filled page is kept as its word; a page that compresses
 // to more than kMaxCompressedSize is copied back and not tried again for a
-// while (exponential back-off); a page still shared copy-on-write with a
-// forked child (EBUSY) is left alone: evicting it would free nothing.
+// while (exponential back-off); a page that UFFDIO_MOVE refuses because a
+// fork shared it (EBUSY) is made the process's own by a harmless write and
+// moved again.
 //
 // Stress mode (COLDHEAP_COLD_AGE=0) skips probation and compresses every
 // resident page at every scan, in batches of kBatchPages.
@@ -91,6 +92,7 @@ class Evictor {
   size_t CompressProbation(bool pool_full);
   void MoveOutRange(size_t first, size_t count);
   void MoveOut(size_t first, size_t run);
+  void MoveAfterUnsharing(size_t slot);
   void CompressStaged(size_t slot, bool pool_full);
   void MoveBack(size_t slot, PageEntry& e);
   void WaitForStolenSlots(size_t first, size_t count);

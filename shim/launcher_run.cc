@@ -141,7 +141,7 @@ absl::StatusOr<std::string> Preloadable(const std::string& path) {
   std::string real = RealPath(path);
   if (real.find_first_of(" :") != std::string::npos) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "run: ", real, " cannot go into LD_PRELOAD (it has a space or a "
+        real, " cannot go into LD_PRELOAD (it has a space or a "
         "colon); install ", kLibraryName, " elsewhere and set COLDHEAP_LIB"));
   }
   return real;
@@ -153,10 +153,10 @@ int ReportExecFailure(const std::string& program, int error) {
   if (error == ENOENT && program.find('/') == std::string::npos) {
     const char* path = getenv("PATH");
     return ReportError(
-        code, absl::StrCat("run: '", program, "' not found on PATH (",
+        code, absl::StrCat("'", program, "' not found on PATH (",
                            path != nullptr ? path : "unset", ")"));
   }
-  return ReportError(code, absl::StrCat("run: cannot run '", program,
+  return ReportError(code, absl::StrCat("cannot run '", program,
                                         "': ", strerror(error)));
 }
 
@@ -283,7 +283,7 @@ absl::StatusOr<std::string> FindLibrary(const char* argv0) {
     if (IsDirectory(path)) path = absl::StrCat(path, "/", kLibraryName);
     if (!IsFile(path)) {
       return absl::NotFoundError(
-          absl::StrCat("run: COLDHEAP_LIB='", given, "' is not ", kLibraryName,
+          absl::StrCat("COLDHEAP_LIB='", given, "' is not ", kLibraryName,
                        " nor a directory holding it"));
     }
     return Preloadable(path);
@@ -293,7 +293,7 @@ absl::StatusOr<std::string> FindLibrary(const char* argv0) {
     if (IsFile(candidate)) return Preloadable(candidate);
   }
   return absl::NotFoundError(absl::StrCat(
-      "run: cannot find ", kLibraryName, " (looked for ",
+      "cannot find ", kLibraryName, " (looked for ",
       absl::StrJoin(candidates, ", "), "); set COLDHEAP_LIB to its path"));
 }
 

@@ -97,6 +97,7 @@ void Format(const Stats& s, Text& t) {
   t.Line("evicted_pages", Get(s.evicted_pages));
   t.Line("reject_compress_poor", Get(s.reject_compress_poor));
   t.Line("reject_busy", Get(s.reject_busy));
+  t.Line("cow_unshared", Get(s.cow_unshared));
   t.Line("refaults", Get(s.refaults));
   t.Line("staged_refaults", Get(s.staged_refaults));
   t.Line("fault_around_pages", Get(s.fault_around_pages));

@@ -46,6 +46,7 @@ struct Stats {
   Counter evicted_pages{0};         // pages compressed or same-filled
   Counter reject_compress_poor{0};  // pages kept resident: compressed badly
   Counter reject_busy{0};           // pages that could not be moved (COW)
+  Counter cow_unshared{0};          // pages a fork had shared, made movable
   Counter refaults{0};              // evicted pages faulted back
   Counter staged_refaults{0};       // refaults served from staging (no decompress)
   Counter first_touch_faults{0};    // faults on untouched memory
