@@ -8,6 +8,7 @@
 //   io MB                  read(2)/write(2)/pipe/socketpair/pread/writev on
 //                          evicted buffers
 //   fork MB                the child sees evicted pages; both keep evicting
+//   forkshared MB          pages shared with a child are evicted in the parent
 //   forkstorm N            N children in a row, each verifying the heap
 //   spawn                  posix_spawn and vfork+exec with an evicted heap
 //   realloc MB             realloc grows and shrinks across evicted data
@@ -243,6 +244,30 @@ int ModeFork(size_t mb) {
   return 0;
 }
 
+// Pages shared copy-on-write with a child (alive, then gone) must still be
+// evicted in the parent, and the child must keep its own bytes.
+int ModeForkShared(size_t mb) {
+  std::vector<Block> blocks = Allocate(mb, 77);
+  pid_t child = fork();
+  CheckIo(child >= 0, "fork");
+  if (child == 0) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(400));
+    VerifyAll(blocks, "forkshared: child");
+    _exit(0);
+  }
+  WaitForEviction();
+  VerifyAll(blocks, "forkshared: parent while the child lives");
+  int status;
+  waitpid(child, &status, 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) Fail("forkshared: child failed");
+  WaitForEviction();
+  VerifyAll(blocks, "forkshared: parent after the child");
+  if (ShimStatsWanted() && Stat("cow_unshared") == 0) {
+    Fail("forkshared: no page shared with the child was evicted");
+  }
+  return 0;
+}
+
 int ModeForkStorm(int children) {
   std::vector<Block> blocks = Allocate(16, 99);
   WaitForEviction();
@@ -395,6 +420,7 @@ int main(int argc, char** argv) {
   if (mode == "fill") return ModeFill(static_cast<int>(arg(2, 1)), arg(3, 32));
   if (mode == "io") return ModeIo(arg(2, 8));
   if (mode == "fork") return ModeFork(arg(2, 16));
+  if (mode == "forkshared") return ModeForkShared(arg(2, 8));
   if (mode == "forkstorm") return ModeForkStorm(static_cast<int>(arg(2, 20)));
   if (mode == "spawn") return ModeSpawn();
   if (mode == "realloc") return ModeRealloc(arg(2, 16));

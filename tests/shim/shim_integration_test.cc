@@ -135,6 +135,12 @@ TEST(ShimIntegration, ForkedChildSeesEvictedPagesAndBothKeepEvicting) {
   ExpectEvictedAndRestored(RunWorkload({"fork", "16"}));
 }
 
+TEST(ShimIntegration, PagesSharedWithAForkedChildAreStillEvicted) {
+  RunResult run = RunWorkload({"forkshared", "8"});
+  ExpectEvictedAndRestored(run);
+  EXPECT_GT(run.stats["cow_unshared"], 0u);
+}
+
 TEST(ShimIntegration, ForkStorm) {
   ExpectEvictedAndRestored(RunWorkload({"forkstorm", "20"}));
 }
