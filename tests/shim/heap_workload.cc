@@ -13,10 +13,12 @@
 //   spawn                  posix_spawn and vfork+exec with an evicted heap
 //   realloc MB             realloc grows and shrinks across evicted data
 //   purge MB               freed and purged memory reads zeros when reused
+//   pausedlocker ROUNDS    faults served while a thread is frozen in malloc
 //   mutex THREADS          mutexes and condition variables in evicted objects
 #include <fcntl.h>
 #include <jemalloc/jemalloc.h>
 #include <pthread.h>
+#include <signal.h>
 #include <spawn.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -411,6 +413,49 @@ int ModeMutex(int threads) {
   return 0;
 }
 
+// Invariant 4: faults are served while a program thread is frozen inside
+// malloc/free, holding jemalloc's locks. Run with
+// MALLOC_CONF=narenas:1,tcache:false so that every allocation takes the one
+// arena's locks: a fault handler that allocated, or waited for a program
+// thread, would hang here, and the alarm would end the run.
+std::atomic<int> freeze_state{0};  // 1: freeze requested, 2: frozen, 0: go
+
+void FreezeHandler(int) {
+  freeze_state.store(2);
+  while (freeze_state.load() != 0) {
+  }
+}
+
+int ModePausedLocker(int rounds) {
+  std::vector<Block> blocks = Allocate(8, 4242);
+  std::atomic<bool> stop{false};
+  signal(SIGUSR1, FreezeHandler);
+  std::thread churner([&] {
+    std::vector<void*> live(256, nullptr);
+    for (uint64_t i = 0; !stop.load(); ++i) {
+      size_t k = (i * 2654435761u) % live.size();
+      free(live[k]);
+      live[k] = malloc(16 + (i % 4000));
+    }
+    for (void* p : live) free(p);
+  });
+  alarm(60);  // a hang fails the run
+  for (int r = 0; r < rounds; ++r) {
+    WaitForEviction();
+    freeze_state.store(1);
+    pthread_kill(churner.native_handle(), SIGUSR1);
+    while (freeze_state.load() != 2) {
+    }
+    // The churner is frozen, likely inside malloc or free. Touch evicted
+    // pages without allocating.
+    for (const Block& b : blocks) Verify(b.data, b.size, b.seed, "pausedlocker");
+    freeze_state.store(0);
+  }
+  stop = true;
+  churner.join();
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -420,6 +465,7 @@ int main(int argc, char** argv) {
   if (mode == "fill") return ModeFill(static_cast<int>(arg(2, 1)), arg(3, 32));
   if (mode == "io") return ModeIo(arg(2, 8));
   if (mode == "fork") return ModeFork(arg(2, 16));
+  if (mode == "pausedlocker") return ModePausedLocker(static_cast<int>(arg(2, 20)));
   if (mode == "forkshared") return ModeForkShared(arg(2, 8));
   if (mode == "forkstorm") return ModeForkStorm(static_cast<int>(arg(2, 20)));
   if (mode == "spawn") return ModeSpawn();

@@ -159,6 +159,14 @@ TEST(ShimIntegration, PurgedMemoryReadsZeros) {
   EXPECT_GT(run.stats["purged_pages"], 0u);
 }
 
+// Invariant 4: a thread frozen inside malloc, holding the only arena's
+// locks, does not stop the fault handlers.
+TEST(ShimIntegration, FaultsServedWhileAThreadIsFrozenInMalloc) {
+  RunResult run = RunWorkload({"pausedlocker", "20"}, true,
+                              {"MALLOC_CONF=narenas:1,tcache:false"});
+  ExpectEvictedAndRestored(run);
+}
+
 TEST(ShimIntegration, MutexesInEvictedObjects) {
   RunResult run = RunWorkload({"mutex", "4"});
   EXPECT_EQ(run.exit_code, 0) << run.stderr_text;
