@@ -88,6 +88,14 @@ void Evictor::Pass() {
   bool stress = decision.cold_age_scans == 0;
   // Stress mode is "every resident page, every scan": no pool limit.
   bool pool_full = decision.pool_full && !stress;
+  pool_limit_bytes_ = stress ? ~uint64_t{0}
+                             : report.heap_pages * kPageSize *
+                                   heap_->config->max_pool_percent / 100;
+  pool_limit_tripped_ = pool_full;
+  if (pool_full && heap_->writeback != nullptr) {
+    std::lock_guard<std::mutex> lock(batch_mu_);
+    pool_full = !WriteBack();
+  }
   size_t processed = CompressProbation(pool_full);
   if (stress) {
     processed += EvictNow(0);
@@ -165,7 +173,11 @@ policy::ScanReport Evictor::BuildReport() {
       case PageState::kSameFilled:
         ++evicted;
         break;
+      case PageState::kWrittenBack:
+        ++evicted;
+        break;
       case PageState::kDiscarded:
+      case PageState::kDiscardedSlot:
         FreeDiscarded(i);
         break;
       default:
@@ -205,7 +217,8 @@ void Evictor::Publish(const policy::Decision& d) {
   stats.promotions_per_minute.store(d.promotions_per_minute,
                                     std::memory_order_relaxed);
   stats.pool_full.store(d.pool_full, std::memory_order_relaxed);
-  stats.pool_limit_hit.store(policy_.pool_limit_hits(), std::memory_order_relaxed);
+  stats.pool_limit_hit.store(policy_.pool_limit_hits() + in_scan_limit_hits_,
+                             std::memory_order_relaxed);
   stats.target_unreachable.store(d.target_unreachable, std::memory_order_relaxed);
   stats.target_unreachable_events.store(policy_.target_unreachable_events(),
                                         std::memory_order_relaxed);
@@ -339,6 +352,68 @@ void Evictor::MoveOut(size_t first, size_t run) {
   }
 }
 
+// The limit holds within a scan too, to the object: the policy decides at
+// scan granularity, and one scan may store thousands of pages. A hit is
+// counted once per crossing; with writeback, the pool makes room instead.
+bool Evictor::PoolHasRoom() {
+  if (heap_->pool->TotalSize() < pool_limit_bytes_) return true;
+  if (!pool_limit_tripped_) {
+    pool_limit_tripped_ = true;
+    ++in_scan_limit_hits_;
+  }
+  if (heap_->writeback != nullptr && WriteBack()) {
+    pool_limit_tripped_ = false;
+    return true;
+  }
+  return false;
+}
+
+// The pool is at its limit: write its least recently stored objects to the
+// writeback file until it is under the accept threshold. True if it got
+// there (the evictor may store again). Called with batch_mu_ held.
+bool Evictor::WriteBack() {
+  uint64_t goal = pool_limit_bytes_ / 100 * heap_->config->accept_threshold_percent;
+  uint64_t total = heap_->pool->TotalSize();
+  if (total <= goal) return true;
+  // A page at a time, so a handler freeing a handle waits one step at most.
+  for (uint64_t pages = (total - goal + kPageSize - 1) / kPageSize; pages > 0;) {
+    std::lock_guard<std::mutex> shrinking(heap_->writeback->shrink_mu);
+    absl::StatusOr<size_t> freed = heap_->pool->Shrink(1);
+    if (!freed.ok() || *freed == 0) break;
+    pages = *freed >= pages ? 0 : pages - *freed;
+  }
+  return heap_->pool->TotalSize() <= goal;
+}
+
+bool WriteBackObject(void* context, pool::Zpool& pool, pool::Handle handle) {
+  Heap& heap = *static_cast<Heap*>(context);
+  pool::MappedObject object(pool, handle, pool::MapMode::kReadOnly);
+  ObjectHeader index;
+  memcpy(&index, object.data(), sizeof(index));
+  if (index >= heap.table->pages()) return false;
+  PageEntry& e = heap.table->at(index);
+  uint32_t word = PageTable::LoadWord(e);
+  PageWord w = PageWord::Unpack(word);
+  if (w.state != PageState::kCompressed || e.payload != handle) return false;
+  if (!PageTable::Claim(e, word, PageState::kClaimed)) return false;
+  uint64_t slot = heap.writeback->Allocate();
+  if (slot == WritebackFile::kNoSlot ||
+      !heap.writeback->Write(
+          slot, static_cast<char*>(object.data()) + sizeof(ObjectHeader), w.size)) {
+    if (slot != WritebackFile::kNoSlot) heap.writeback->Release(slot);
+    e.word.store(word, std::memory_order_release);  // still compressed
+    return false;
+  }
+  e.payload = slot;
+  PageTable::Publish(e, PageState::kWrittenBack, w.size);
+  Stats& stats = *heap.stats;
+  stats.stored_pages.fetch_sub(1, std::memory_order_relaxed);
+  stats.compressed_bytes.fetch_sub(w.size, std::memory_order_relaxed);
+  stats.written_back_pages.fetch_add(1, std::memory_order_relaxed);
+  stats.file_pages.fetch_add(1, std::memory_order_relaxed);
+  return true;
+}
+
 // UFFDIO_MOVE refuses a page that is, or was since its last write, shared
 // copy-on-write with a forked child, even after the child is gone. A write
 // makes it the parent's own again (copying it only if a child still holds
@@ -379,20 +454,23 @@ void Evictor::CompressStaged(size_t slot, bool pool_full) {
     stats.evicted_pages.fetch_add(1, std::memory_order_relaxed);
     return;
   }
-  if (pool_full) return MoveBack(slot, e);
+  if (pool_full || !PoolHasRoom()) return MoveBack(slot, e);
   size_t size = compressor_.Compress(page, out_, kMaxCompressedSize);
   if (size == 0) {
     stats.reject_compress_poor.fetch_add(1, std::memory_order_relaxed);
     return MoveBack(slot, e);
   }
-  absl::StatusOr<pool::Handle> handle = heap_->pool->Malloc(size);
+  absl::StatusOr<pool::Handle> handle =
+      heap_->pool->Malloc(sizeof(ObjectHeader) + size);
   if (!handle.ok()) return MoveBack(slot, e);
   {
     pool::MappedObject object(*heap_->pool, *handle, pool::MapMode::kWriteOnly);
-    memcpy(object.data(), out_, size);
+    auto header = static_cast<ObjectHeader>(slot_page_[slot]);
+    memcpy(object.data(), &header, sizeof(header));
+    memcpy(static_cast<char*>(object.data()) + sizeof(header), out_, size);
   }
   if (!PageTable::Transition(e, PageState::kStaged, PageState::kClaimed)) {
-    heap_->pool->Free(*handle);
+    FreeHandle(*heap_, *handle);
     return;
   }
   e.payload = *handle;
@@ -435,8 +513,11 @@ void Evictor::WaitForStolenSlots(size_t first, size_t count) {
 void Evictor::FreeDiscarded(size_t index) {
   std::lock_guard<std::mutex> lock(batch_mu_);  // pool use: see Pause()
   PageEntry& e = heap_->table->at(index);
-  if (!PageTable::Transition(e, PageState::kDiscarded, PageState::kClaimed)) return;
-  heap_->pool->Free(e.payload);
+  uint32_t word = PageTable::LoadWord(e);
+  PageState state = PageWord::Unpack(word).state;
+  if (state != PageState::kDiscarded && state != PageState::kDiscardedSlot) return;
+  if (!PageTable::Claim(e, word, PageState::kClaimed)) return;
+  FreeDiscardedPayload(*heap_, state, e.payload);
   PageTable::Publish(e, PageState::kUntouched);
   heap_->stats->discarded_pages.fetch_add(1, std::memory_order_relaxed);
 }
@@ -447,8 +528,12 @@ void Evictor::FreeDiscarded(size_t index) {
 void Evictor::RefreshGauges() {
   std::lock_guard<std::mutex> lock(batch_mu_);
   heap_->pool->Compact();
-  heap_->stats->pool_total_size.store(heap_->pool->TotalSize(),
-                                      std::memory_order_relaxed);
+  uint64_t total = heap_->pool->TotalSize();
+  Stats& stats = *heap_->stats;
+  stats.pool_total_size.store(total, std::memory_order_relaxed);
+  if (total > stats.pool_peak_size.load(std::memory_order_relaxed)) {
+    stats.pool_peak_size.store(total, std::memory_order_relaxed);
+  }
   heap_->stats->scans.fetch_add(1, std::memory_order_relaxed);
 }
 

@@ -54,6 +54,10 @@ inline constexpr size_t kMaxCompressedSize = kPageSize * 3 / 4;
 // Pages handled under one hold of the batch lock (what fork waits for).
 inline constexpr size_t kBatchPages = 64;
 
+// The pool's evict callback (ZpoolOps::evict; `context` is the Heap): moves
+// one object to the writeback file and marks its page kWrittenBack.
+bool WriteBackObject(void* context, pool::Zpool& pool, pool::Handle handle);
+
 class Evictor {
  public:
   // Starts the thread. `pagemap_fd` is /proc/self/pagemap of this process.
@@ -93,6 +97,8 @@ class Evictor {
   void MoveOutRange(size_t first, size_t count);
   void MoveOut(size_t first, size_t run);
   void MoveAfterUnsharing(size_t slot);
+  bool PoolHasRoom();
+  bool WriteBack();
   void CompressStaged(size_t slot, bool pool_full);
   void MoveBack(size_t slot, PageEntry& e);
   void WaitForStolenSlots(size_t first, size_t count);
@@ -112,6 +118,9 @@ class Evictor {
   bool slot_staged_[Staging::kSlots];
   size_t probation_ = 0;
   size_t cursor_ = 0;  // where the next probation walk starts
+  uint64_t pool_limit_bytes_ = ~uint64_t{0};  // COLDHEAP_MAX_POOL_PERCENT now
+  bool pool_limit_tripped_ = false;  // the limit was reached in this scan
+  uint64_t in_scan_limit_hits_ = 0;
   uint64_t last_processed_ = 0;  // pages handled by the previous pass
   uint64_t last_cpu_ns_ = 0;     // and the CPU it took
   page_region regions_[512];     // PAGEMAP_SCAN output, reused

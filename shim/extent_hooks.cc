@@ -93,6 +93,7 @@ bool DropPage(PageEntry& e, Stats& stats) {
   switch (w.state) {
     case PageState::kUntouched:
     case PageState::kDiscarded:
+    case PageState::kDiscardedSlot:
       return true;
     case PageState::kClaimed:
     case PageState::kRestoring:
@@ -108,6 +109,10 @@ bool DropPage(PageEntry& e, Stats& stats) {
       if (!PageTable::Claim(e, word, PageState::kDiscarded)) return false;
       stats.stored_pages.fetch_sub(1, std::memory_order_relaxed);
       stats.compressed_bytes.fetch_sub(w.size, std::memory_order_relaxed);
+      return true;
+    case PageState::kWrittenBack:
+      if (!PageTable::Claim(e, word, PageState::kDiscardedSlot)) return false;
+      stats.file_pages.fetch_sub(1, std::memory_order_relaxed);
       return true;
   }
   return true;

@@ -33,8 +33,9 @@ bool FaultHandlers::Start(Heap& heap) {
     Handler& h = handlers_[count_];
     h.owner = this;
     h.cpu = cpu;
-    os::OsResult<void*> buffer = os::Reserve((1 + kMaxFaultAround) * kPageSize);
+    os::OsResult<void*> buffer = os::Reserve((2 + kMaxFaultAround) * kPageSize);
     h.buffer = static_cast<char*>(buffer.value);
+    h.scratch = h.buffer + (1 + kMaxFaultAround) * kPageSize;
     if (!buffer.ok() || !h.compressor.Init(heap.config->compressor) ||
         !StartShimThread(&h.thread, &ThreadMain, &h)) {
       break;
@@ -112,11 +113,13 @@ void FaultHandlers::Serve(Handler& h, uintptr_t address) {
         return;  // the owner's UFFDIO_COPY wakes this fault too
       case PageState::kCompressed:
       case PageState::kSameFilled:
+      case PageState::kWrittenBack:
         if (!PageTable::Claim(e, word, PageState::kRestoring)) continue;
         return Refault(h, index, word);
       case PageState::kDiscarded:
+      case PageState::kDiscardedSlot:
         if (!PageTable::Claim(e, word, PageState::kRestoring)) continue;
-        return ZeroDiscarded(index);
+        return ZeroDiscarded(index, PageWord::Unpack(word).state);
     }
   }
 }
@@ -183,8 +186,16 @@ void FaultHandlers::Restore(Handler& h, size_t index, PageWord was, char* out) {
     for (size_t i = 0; i < kPageSize / sizeof(uint64_t); ++i) words[i] = value;
     return;
   }
-  pool::MappedObject object(*heap_->pool, e.payload, pool::MapMode::kReadOnly);
-  if (!h.compressor.Decompress(object.data(), was.size, out)) {
+  bool ok;
+  if (was.state == PageState::kWrittenBack) {
+    ok = heap_->writeback->Read(e.payload, h.scratch, was.size) &&
+         h.compressor.Decompress(h.scratch, was.size, out);
+  } else {
+    pool::MappedObject object(*heap_->pool, e.payload, pool::MapMode::kReadOnly);
+    ok = h.compressor.Decompress(
+        static_cast<char*>(object.data()) + sizeof(ObjectHeader), was.size, out);
+  }
+  if (!ok) {
     // Our own bytes failed to decode: continuing would hand the program
     // garbage. Stop loudly rather than corrupt its data.
     LogLine(LogLevel::kError, {"corrupt compressed page; aborting"});
@@ -199,7 +210,12 @@ void FaultHandlers::Forget(size_t index, PageWord was) {
     stats.same_filled_pages.fetch_sub(1, std::memory_order_relaxed);
     return;
   }
-  heap_->pool->Free(heap_->table->at(index).payload);
+  if (was.state == PageState::kWrittenBack) {
+    heap_->writeback->Release(heap_->table->at(index).payload);
+    stats.file_pages.fetch_sub(1, std::memory_order_relaxed);
+    return;
+  }
+  FreeHandle(*heap_, heap_->table->at(index).payload);
   stats.stored_pages.fetch_sub(1, std::memory_order_relaxed);
   stats.compressed_bytes.fetch_sub(was.size, std::memory_order_relaxed);
 }
@@ -213,9 +229,9 @@ void FaultHandlers::CopyBackStaged(size_t index) {
   heap_->stats->staged_refaults.fetch_add(1, std::memory_order_relaxed);
 }
 
-// A compressed copy that jemalloc purged: the page reads zeros now.
-void FaultHandlers::ZeroDiscarded(size_t index) {
-  heap_->pool->Free(heap_->table->at(index).payload);
+// An evicted copy that jemalloc purged: the page reads zeros now.
+void FaultHandlers::ZeroDiscarded(size_t index, PageState was) {
+  FreeDiscardedPayload(*heap_, was, heap_->table->at(index).payload);
   heap_->stats->discarded_pages.fetch_add(1, std::memory_order_relaxed);
   if (!CopyIn(index, kZeros, 1)) return Abandon(index, 1, nullptr);
   Finish(index, 1);

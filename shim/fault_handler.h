@@ -10,6 +10,7 @@
 //                       memory does not cost a round trip per page
 //   compressed / same   decompress (or fill) and UFFDIO_COPY, plus up to
 //                       COLDHEAP_FAULT_AROUND evicted neighbours that follow
+//   written back        read from the writeback file, decompress, copy
 //   staged              copy it back from the evictor's staging slot
 //   discarded           free the stale handle, zero-fill
 //   resident            a duplicate event, or the program dropped the page
@@ -59,6 +60,7 @@ class FaultHandlers {
     std::mutex serving;  // held while an event is served; Pause takes it
     Compressor compressor;
     char* buffer = nullptr;  // (1 + kMaxFaultAround) pages, mapped apart
+    char* scratch = nullptr;  // one more page, for written-back pages
     uint32_t claimed[1 + kMaxFaultAround];  // page words before the claim
   };
 
@@ -72,7 +74,7 @@ class FaultHandlers {
   void Restore(Handler& h, size_t index, PageWord was, char* out);
   void Forget(size_t index, PageWord was);
   void CopyBackStaged(size_t index);
-  void ZeroDiscarded(size_t index);
+  void ZeroDiscarded(size_t index, PageState was);
   bool CopyIn(size_t index, const char* src, size_t pages);
   void Finish(size_t index, size_t pages);
   void Abandon(size_t index, size_t pages, const uint32_t* was);

@@ -12,6 +12,7 @@
 #include "shim/page_table.h"
 #include "shim/region.h"
 #include "shim/stats.h"
+#include "shim/writeback.h"
 
 namespace coldheap::shim {
 
@@ -38,7 +39,32 @@ struct Heap {
   pool::Zpool* pool = nullptr;
   Stats* stats = nullptr;
   int uffd = -1;
+  WritebackFile* writeback = nullptr;  // null: COLDHEAP_WRITEBACK_FILE unset
 };
+
+// Every object in the pool starts with the index of its page, so that the
+// pool's shrinker, which only knows handles, can find the page it evicts.
+using ObjectHeader = uint32_t;
+
+// Frees a pool handle. With writeback on, not while the pool's shrinker may
+// be mapping that handle in its evict callback (the zpool contract forbids
+// Free during Map): the evictor holds writeback->shrink_mu around each
+// Shrink step.
+inline void FreeHandle(Heap& heap, pool::Handle handle) {
+  if (heap.writeback == nullptr) return heap.pool->Free(handle);
+  std::lock_guard<std::mutex> lock(heap.writeback->shrink_mu);
+  heap.pool->Free(handle);
+}
+
+// Gives back what a discarded page still holds: its pool handle
+// (kDiscarded) or its writeback slot (kDiscardedSlot).
+inline void FreeDiscardedPayload(Heap& heap, PageState state, uint64_t payload) {
+  if (state == PageState::kDiscardedSlot) {
+    heap.writeback->Release(payload);
+  } else {
+    FreeHandle(heap, payload);
+  }
+}
 
 }  // namespace coldheap::shim
 

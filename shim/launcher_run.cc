@@ -164,10 +164,12 @@ int ReportExecFailure(const std::string& program, int error) {
 
 absl::StatusOr<RunRequest> ParseRunArgs(const std::vector<std::string>& args) {
   RunRequest request;
+  bool saw_separator = false;
   size_t i = 0;
   for (; i < args.size(); ++i) {
     const std::string& word = args[i];
     if (word == "--") {
+      saw_separator = true;
       ++i;
       break;
     }
@@ -210,9 +212,9 @@ absl::StatusOr<RunRequest> ParseRunArgs(const std::vector<std::string>& args) {
   request.program.assign(args.begin() + static_cast<ptrdiff_t>(i), args.end());
   if (request.program.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "run: no program to run (usage: coldheap run [OPTIONS] -- PROGRAM "
-        "[ARGS...]; ",
-        kRunHelpHint, ")"));
+        "run: no program ", saw_separator ? "after '--'" : "to run",
+        " (usage: coldheap run [OPTIONS] -- PROGRAM [ARGS...]; ", kRunHelpHint,
+        ")"));
   }
   return request;
 }

@@ -103,7 +103,7 @@ std::string Micros(uint64_t us) {
 
 std::string Line(absl::string_view label, absl::string_view value,
                  absl::string_view note) {
-  std::string line = absl::StrFormat("  %-22s %12s  %s", label, value, note);
+  std::string line = absl::StrFormat("  %-26s %12s  %s", label, value, note);
   return absl::StrCat(absl::StripTrailingAsciiWhitespace(line), "\n");
 }
 

@@ -14,14 +14,19 @@
 //   kRestoring   a fault handler owns it and is putting the bytes back
 //   kCompressed  stored in the pool under handle `payload`, `size` bytes
 //   kSameFilled  every 8-byte word equals `payload`; no pool memory
+//   kWrittenBack the pool was full: its compressed bytes (`size`) are in
+//                the writeback file at slot `payload`
 //   kDiscarded   jemalloc purged it while compressed: reads zeros, and the
 //                pool handle in `payload` still has to be freed (program
 //                threads never touch the pool, so they leave that to the
 //                evictor or the next fault)
+//   kDiscardedSlot  the same for a written-back page: `payload` is the
+//                writeback slot to give back
 //
 // Who moves what: the evictor Resident->Claimed->Staged->{Compressed,
-// SameFilled, Resident}; fault handlers {Untouched, Staged, Compressed,
-// SameFilled, Discarded}->Restoring->Resident; jemalloc's purge (a program
+// SameFilled, Resident} and Compressed->Claimed->WrittenBack; fault handlers
+// {Untouched, Staged, Compressed, SameFilled, WrittenBack, Discarded*}->
+// Restoring->Resident; jemalloc's purge (a program
 // thread) anything->Untouched/Discarded, waiting out Claimed and Restoring,
 // which their owners finish without ever waiting on a program thread.
 #ifndef COLDHEAP_SHIM_PAGE_TABLE_H_
@@ -45,6 +50,8 @@ enum class PageState : uint8_t {
   kCompressed,
   kSameFilled,
   kDiscarded,
+  kWrittenBack,
+  kDiscardedSlot,
 };
 
 // The state word packs the state with the compressed size (for kCompressed).

@@ -52,6 +52,7 @@ struct Runtime {
   Heap heap;
   FaultHandlers handlers;
   Evictor evictor;
+  WritebackFile writeback;
   int pagemap_fd = -1;
   bool active = false;
 };
@@ -108,8 +109,18 @@ bool MapRegion(Runtime& rt) {
 bool CreatePool(Runtime& rt) {
   absl::string_view type =
       rt.config.zpool == ZpoolKind::kZbud ? "zbud" : pool::kDefaultZpoolType;
+  pool::ZpoolOps ops;
+  if (rt.config.has_writeback_file()) {
+    absl::Status opened = rt.writeback.Open(rt.config.writeback_file);
+    if (opened.ok()) {
+      rt.heap.writeback = &rt.writeback;
+      ops = {&WriteBackObject, &rt.heap};
+    } else {
+      LogLine(LogLevel::kError, {opened.message()});  // and go on without
+    }
+  }
   absl::StatusOr<pool::ZpoolPtr> pool =
-      pool::DefaultZpoolRegistry().CreatePool(type, "coldheap", {});
+      pool::DefaultZpoolRegistry().CreatePool(type, "coldheap", ops);
   if (!pool.ok()) {
     Disable(pool.status().message());
     return false;
@@ -160,6 +171,13 @@ void ChildAfterFork() {
   Runtime& rt = *runtime;
   (void)os::CloseFd(rt.heap.uffd);
   (void)os::CloseFd(rt.pagemap_fd);
+  if (rt.heap.writeback != nullptr &&
+      !rt.writeback.CopyForChild(rt.config.writeback_file)) {
+    LogLine(LogLevel::kError,
+            {"forked child could not copy the writeback file; aborting rather "
+             "than share it with its parent"});
+    abort();
+  }
   // The paused threads' locks are held by threads that no longer exist.
   new (&rt.handlers) FaultHandlers();
   if (!WatchRegion(rt) || !rt.handlers.Start(rt.heap) ||

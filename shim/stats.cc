@@ -76,6 +76,7 @@ void Format(const Stats& s, Text& t) {
   t.Line("same_filled_pages", Get(s.same_filled_pages));
   t.Line("compressed_bytes", Get(s.compressed_bytes));
   t.Line("pool_total_size", Get(s.pool_total_size));
+  t.Line("pool_peak_size", Get(s.pool_peak_size));
   t.Ratio("compression_ratio", Get(s.stored_pages) * 4096,
           Get(s.pool_total_size));
   t.Line("resident_pages", Get(s.resident_pages));
@@ -107,6 +108,7 @@ void Format(const Stats& s, Text& t) {
   t.Line("discarded_pages", Get(s.discarded_pages));
   t.Line("pool_limit_hit", Get(s.pool_limit_hit));
   t.Line("written_back_pages", Get(s.written_back_pages));
+  t.Line("file_pages", Get(s.file_pages));
   t.Line("scans", Get(s.scans));
   t.Line("evictor_cpu_us", Get(s.evictor_cpu_ns) / 1000);
   t.Line("handler_cpu_us", Get(s.handler_cpu_ns) / 1000);

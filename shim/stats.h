@@ -29,6 +29,7 @@ struct Stats {
   Counter same_filled_pages{0};  // pages held as one repeated word
   Counter compressed_bytes{0};   // sum of compressed sizes now stored
   Counter pool_total_size{0};    // the pool's TotalSize() at the last scan
+  Counter pool_peak_size{0};     // the largest of those
   Counter resident_pages{0};     // managed pages believed mapped
   Counter heap_pages{0};         // live heap pages: resident + evicted
   Counter probation_pages{0};    // moved out, not yet compressed
@@ -55,7 +56,8 @@ struct Stats {
   Counter purged_pages{0};          // pages jemalloc purged or decommitted
   Counter discarded_pages{0};       // compressed copies dropped by purges
   Counter pool_limit_hit{0};  // times the pool reached its limit
-  Counter written_back_pages{0};
+  Counter written_back_pages{0};  // pages written to the writeback file
+  Counter file_pages{0};          // pages now held in the writeback file
   Counter scans{0};
 
   // Costs.

@@ -167,6 +167,41 @@ TEST(ShimIntegration, FaultsServedWhileAThreadIsFrozenInMalloc) {
   ExpectEvictedAndRestored(run);
 }
 
+// Out of stress mode (the pool limit applies there): a 5% pool limit holds,
+// without writeback by keeping pages resident, with writeback by writing the
+// oldest objects to the file, and every byte reads back.
+RunResult RunWithPoolLimit(const std::string& writeback) {
+  return RunWorkload({"fill", "2", "32"}, true,
+                     {"COLDHEAP_COLD_AGE=100ms", "COLDHEAP_CPU_BUDGET=100",
+                      "COLDHEAP_MAX_POOL_PERCENT=5",
+                      "COLDHEAP_WRITEBACK_FILE=" + writeback});
+}
+
+void ExpectPoolWithinLimit(const RunResult& run) {
+  // Limit: 5% of the live heap; allow the heap to have been 25% larger at
+  // the peak than at the end.
+  uint64_t limit = run.stats.at("heap_pages") * 4096 * 5 / 100;
+  EXPECT_GT(run.stats.at("pool_limit_hit"), 0u);
+  EXPECT_LE(run.stats.at("pool_peak_size"), limit * 5 / 4) << run.stderr_text;
+}
+
+TEST(ShimIntegration, PoolLimitHoldsWithoutWriteback) {
+  RunResult run = RunWithPoolLimit("");
+  ExpectEvictedAndRestored(run);
+  ExpectPoolWithinLimit(run);
+  EXPECT_EQ(run.stats["written_back_pages"], 0u);
+}
+
+TEST(ShimIntegration, PoolLimitWritesBackAndPagesReadBackIntact) {
+  char dir_template[] = "/tmp/coldheap-wb-XXXXXX";
+  std::string dir = mkdtemp(dir_template);
+  RunResult run = RunWithPoolLimit(dir);
+  ExpectEvictedAndRestored(run);
+  ExpectPoolWithinLimit(run);
+  EXPECT_GT(run.stats["written_back_pages"], 0u) << run.stderr_text;
+  rmdir(dir.c_str());  // empty: the file was O_TMPFILE
+}
+
 TEST(ShimIntegration, MutexesInEvictedObjects) {
   RunResult run = RunWorkload({"mutex", "4"});
   EXPECT_EQ(run.exit_code, 0) << run.stderr_text;

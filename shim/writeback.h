@@ -1,0 +1,56 @@
+// The writeback file (COLDHEAP_WRITEBACK_FILE): where the pool's least
+// recently stored objects go when the pool reaches its limit, as zswap
+// writes back to swap. The file is created 0600 and unlinked at once (or
+// made with O_TMPFILE when the path is a directory), so nothing is left
+// behind. Space is handed out in 4 KiB slots (an object is at most 3 KiB):
+// simple, and the file stays sparse where objects are small.
+//
+// Slots are taken and given back only by the shim's own threads (the
+// evictor, the fault handlers), under a lock no program thread takes.
+#ifndef COLDHEAP_SHIM_WRITEBACK_H_
+#define COLDHEAP_SHIM_WRITEBACK_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+
+#include "absl/status/status.h"
+
+namespace coldheap::shim {
+
+class WritebackFile {
+ public:
+  static constexpr uint64_t kNoSlot = ~uint64_t{0};
+
+  // Opens (and unlinks) the file at `path`. Set-up only: allocates.
+  absl::Status Open(const char* path);
+  bool is_open() const { return fd_ >= 0; }
+
+  // A free slot, or kNoSlot when the free list cannot grow.
+  uint64_t Allocate();
+  void Release(uint64_t slot);
+
+  // Whole writes and reads of `size` bytes at `slot`; false on I/O error.
+  bool Write(uint64_t slot, const void* data, size_t size);
+  bool Read(uint64_t slot, void* data, size_t size);
+
+  // In a forked child: the parent keeps writing to the file they share, so
+  // the child copies it into a file of its own. False on failure.
+  bool CopyForChild(const char* path);
+
+  // Held by the evictor around each step of the pool's Shrink, and by
+  // whoever frees a pool handle meanwhile (see FreeHandle in heap.h).
+  std::mutex shrink_mu;
+
+ private:
+  int fd_ = -1;
+  std::mutex mu_;
+  uint64_t next_slot_ = 0;           // slots below are in use or free
+  uint64_t* free_slots_ = nullptr;   // a stack, mapped NORESERVE
+  uint64_t free_count_ = 0;
+  uint64_t free_capacity_ = 0;
+};
+
+}  // namespace coldheap::shim
+
+#endif  // COLDHEAP_SHIM_WRITEBACK_H_
