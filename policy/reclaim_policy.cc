@@ -31,12 +31,23 @@ Decision ReclaimPolicy::Decide(const ScanReport& report) {
   d.cold_age_scans = cold_age_scans_;
   d.promotions_per_minute = promotions_per_minute_;
   bool unreachable = false;
-  d.min_age_scans = std::min(cold_age_scans_, BudgetAge(report, &unreachable));
+  uint64_t needed = 0;
+  uint32_t budget_age = BudgetAge(report, &needed, &unreachable);
+  d.min_age_scans = std::min(cold_age_scans_, budget_age);
   if (unreachable && !unreachable_) ++unreachable_events_;
   unreachable_ = unreachable;
   d.target_unreachable = unreachable;
   d.pool_full = PoolFull(report);
   d.max_pages = PageCap(report);
+  if (budget_age < cold_age_scans_) {
+    // Budget pressure reaches below the cold threshold: take what is cold
+    // anyway, and of the younger pages only as many as the target needs.
+    uint64_t cold = 0;
+    for (uint32_t age = cold_age_scans_; age < kAgeBuckets; ++age) {
+      cold += report.age_histogram[age];
+    }
+    d.max_pages = std::min(d.max_pages, cold + needed);
+  }
   return d;
 }
 
@@ -71,23 +82,37 @@ void ReclaimPolicy::AdaptThreshold(const ScanReport& report) {
 
 // The youngest age to reclaim so that resident + pool gets under the target,
 // taking the oldest pages first. Each page compressed saves its size less
-// what it costs in the pool, assumed to be a third of a page (the report
-// carries no count of stored pages to average the pool over).
+// what it costs in the pool.
 uint32_t ReclaimPolicy::BudgetAge(const ScanReport& report,
+                                  uint64_t* pages_needed,
                                   bool* unreachable) const {
   uint64_t heap_bytes = report.heap_pages * kPageBytes;
   uint64_t target = settings_.target_bytes;
   if (target == 0 && settings_.target_heap_percent != 0) {
     target = heap_bytes * settings_.target_heap_percent / 100;
   }
+  // What a page costs in the pool: the pool's average so far, or a guess of
+  // a third of a page before there is one to go by.
+  uint64_t cost = kPageBytes / 3;
+  if (report.evicted_pages >= 64) {
+    cost = std::min(report.pool_total_size / report.evicted_pages, kPageBytes - 1);
+  }
+  uint64_t saved_per_page = kPageBytes - cost;
   uint64_t footprint = report.resident_pages * kPageBytes + report.pool_total_size;
+  uint64_t coming = report.probation_pages * saved_per_page;
+  footprint = footprint > coming ? footprint - coming : 0;
   if (target == 0 || footprint <= target) return kMaxAgeScans;
-  uint64_t saved_per_page = kPageBytes * 2 / 3;
-  uint64_t pages_needed = (footprint - target + saved_per_page - 1) / saved_per_page;
+  *pages_needed = (footprint - target + saved_per_page - 1) / saved_per_page;
+  // Before the pool has an average to go by, take half the step: a guess
+  // of the compression ratio can be off by 2x either way, and what is
+  // compressed cannot be taken back, but the next scan knows the ratio.
+  if (report.evicted_pages < 64) {
+    *pages_needed = std::max<uint64_t>(*pages_needed / 2, 64);
+  }
   uint64_t found = 0;
   for (uint32_t age = kMaxAgeScans; age >= 1; --age) {
     found += report.age_histogram[age];
-    if (found >= pages_needed) return age;
+    if (found >= *pages_needed) return age;
   }
   *unreachable = true;
   return 1;  // everything not written in the last scan

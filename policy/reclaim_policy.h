@@ -48,7 +48,11 @@ struct ScanReport {
   // Resident pages by age in scans (age_histogram[255] holds 255 and up).
   uint64_t age_histogram[kAgeBuckets] = {};
   uint64_t heap_pages = 0;      // pages jemalloc has of the region
-  uint64_t resident_pages = 0;  // of those, mapped
+  uint64_t resident_pages = 0;  // of those, mapped (incl. on probation)
+  // Of those, already moved out and to be compressed at this scan: their
+  // saving is on its way and must not be asked for twice.
+  uint64_t probation_pages = 0;
+  uint64_t evicted_pages = 0;   // compressed or same-filled now
   uint64_t pool_total_size = 0;
   uint64_t refaults_total = 0;  // compressed pages faulted back, since start
   // Background work of the previous scan: pages processed and CPU spent.
@@ -59,7 +63,8 @@ struct ScanReport {
 struct Decision {
   // Reclaim resident pages at least this old (in scans)...
   uint32_t min_age_scans = 0;
-  // ...but at most this many this scan (the CPU budget).
+  // ...but at most this many this scan: the CPU budget, and in budget mode
+  // no more than the target needs (plus what is cold anyway).
   uint64_t max_pages = 0;
   bool pool_full = false;           // store nothing this scan
   bool target_unreachable = false;  // budget mode cannot get under target
@@ -80,7 +85,8 @@ class ReclaimPolicy {
  private:
   uint32_t FloorScans() const;
   void AdaptThreshold(const ScanReport& report);
-  uint32_t BudgetAge(const ScanReport& report, bool* unreachable) const;
+  uint32_t BudgetAge(const ScanReport& report, uint64_t* pages_needed,
+                     bool* unreachable) const;
   bool PoolFull(const ScanReport& report);
   uint64_t PageCap(const ScanReport& report);
 

@@ -189,6 +189,8 @@ policy::ScanReport Evictor::BuildReport() {
   stats.probation_pages.store(staged, std::memory_order_relaxed);
   // Pages on probation still hold their memory, in the staging area.
   r.resident_pages += staged;
+  r.probation_pages = staged;
+  r.evicted_pages = evicted;
   r.heap_pages = r.resident_pages + evicted;
   stats.heap_pages.store(r.heap_pages, std::memory_order_relaxed);
   r.now_ms = os::MonotonicNowNs() / 1'000'000;

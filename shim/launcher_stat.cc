@@ -210,6 +210,15 @@ Rates RatesOver(const Snapshot& earlier, const Snapshot& later,
 // ---------------------------------------------------------------------------
 // The command.
 
+// True if `snapshot` is older than `process` (with a second of slack for
+// the clock tick /proc counts start times in).
+bool WrittenBeforeStart(const Snapshot& snapshot, const Process& process) {
+  if (process.age_seconds <= 0) return false;
+  timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  return SecondsBetween(snapshot.written, now) > process.age_seconds + 1;
+}
+
 absl::StatusOr<pid_t> ParsePid(absl::string_view word) {
   uint64_t pid = 0;
   bool digits = !word.empty() && word.size() <= 10 &&
@@ -453,6 +462,15 @@ int StatCommand(const std::vector<std::string>& args) {
                      process->uid, "'s processes are for that user and root)"));
   }
   if (!snapshot.ok()) return ReportError(kExitFailure, snapshot.status().message());
+  if (WrittenBeforeStart(*snapshot, *process)) {
+    // A process that ended without exit() (a signal, _exit) leaves its
+    // file behind; its process id may since have been reused.
+    return ReportError(
+        kExitFailure,
+        absl::StrCat("process ", request->pid,
+                     " is not running under coldheap (", path,
+                     " was left by an earlier process ", request->pid, ")"));
+  }
   if (!request->watch) {
     fputs(FormatReport(*process, *snapshot).c_str(), stdout);
     return kExitOk;

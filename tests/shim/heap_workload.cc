@@ -13,6 +13,7 @@
 //   spawn                  posix_spawn and vfork+exec with an evicted heap
 //   realloc MB             realloc grows and shrinks across evicted data
 //   purge MB               freed and purged memory reads zeros when reused
+//   readhot MB SECONDS     a read-only hot 10% stays resident
 //   pausedlocker ROUNDS    faults served while a thread is frozen in malloc
 //   mutex THREADS          mutexes and condition variables in evicted objects
 #include <fcntl.h>
@@ -413,6 +414,37 @@ int ModeMutex(int threads) {
   return 0;
 }
 
+// Read-aware eviction: the hot 10% of the data is only read, never written,
+// for `seconds`; the shim must keep it resident (compressed refaults stop)
+// and compress the rest. Prints "refaults_last_2s N" for the test to check.
+int ModeReadHot(size_t mb, int seconds) {
+  std::vector<Block> blocks = Allocate(mb, 31337);
+  size_t hot = blocks.size() / 10;
+  uint64_t sum = 0;
+  uint64_t refaults_before_last = 0;
+  auto start = std::chrono::steady_clock::now();
+  for (uint64_t i = 0;; ++i) {
+    const Block& b = blocks[(i * 2654435761u) % hot];
+    for (size_t off = 0; off < b.size; off += 4096) sum += b.data[off];
+    if (i % 256 != 0) continue;
+    auto elapsed = std::chrono::steady_clock::now() - start;
+    if (elapsed > std::chrono::seconds(seconds - 2) && refaults_before_last == 0) {
+      refaults_before_last = Stat("refaults") + 1;  // +1: "taken"
+    }
+    if (elapsed > std::chrono::seconds(seconds)) break;
+  }
+  // The statistics as the hot phase ends, before verifying touches it all.
+  for (const char* name : {"heap_pages", "resident_pages", "stored_pages",
+                           "same_filled_pages", "pool_total_size"}) {
+    printf("%s %llu\n", name, static_cast<unsigned long long>(Stat(name)));
+  }
+  printf("refaults_last_2s %llu\n",
+         static_cast<unsigned long long>(Stat("refaults") + 1 - refaults_before_last));
+  VerifyAll(blocks, "readhot");
+  printf("checksum %llu\n", static_cast<unsigned long long>(sum));
+  return 0;
+}
+
 // Invariant 4: faults are served while a program thread is frozen inside
 // malloc/free, holding jemalloc's locks. Run with
 // MALLOC_CONF=narenas:1,tcache:false so that every allocation takes the one
@@ -465,6 +497,7 @@ int main(int argc, char** argv) {
   if (mode == "fill") return ModeFill(static_cast<int>(arg(2, 1)), arg(3, 32));
   if (mode == "io") return ModeIo(arg(2, 8));
   if (mode == "fork") return ModeFork(arg(2, 16));
+  if (mode == "readhot") return ModeReadHot(arg(2, 256), static_cast<int>(arg(3, 12)));
   if (mode == "pausedlocker") return ModePausedLocker(static_cast<int>(arg(2, 20)));
   if (mode == "forkshared") return ModeForkShared(arg(2, 8));
   if (mode == "forkstorm") return ModeForkStorm(static_cast<int>(arg(2, 20)));

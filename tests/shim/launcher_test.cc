@@ -23,6 +23,7 @@
 #include <cstring>
 #include <optional>
 #include <fstream>
+#include <ostream>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -370,6 +371,10 @@ struct Mistake {
   std::string says;  // a part of the line
 };
 
+void PrintTo(const Mistake& mistake, std::ostream* os) {
+  *os << "coldheap " << absl::StrJoin(mistake.args, " ");
+}
+
 class LauncherMistake : public testing::TestWithParam<Mistake> {};
 
 TEST_P(LauncherMistake, IsOneLineAndNonZeroExit) {
@@ -388,7 +393,7 @@ INSTANTIATE_TEST_SUITE_P(
                 "'coldheap-no-such-program' not found on PATH"},
         Mistake{{"run", "--", "/nonexistent/program"}, 127,
                 "cannot run '/nonexistent/program': No such file"},
-        Mistake{{"run", "--", "/etc/hostname"}, 126, "cannot run"},
+        Mistake{{"run", "--", "/usr"}, 126, "cannot run '/usr': Permission denied"},
         // The wording is the library's own (shim/config.cc).
         Mistake{{"run", "--cold-age", "30x", "--", "true"}, 2,
                 "--cold-age '30x' is not a duration (accepted: 0 or a number "
@@ -444,7 +449,11 @@ TEST(LauncherHelp, EveryFormPrintsUsageOnStdout) {
 }
 
 TEST(LauncherHelp, RunUsageNamesEveryOptionWithTheLibrarysDefault) {
-  std::string usage = Coldheap({"help", "run"}).out;
+  // Words only: the text is wrapped to the terminal's width.
+  std::string usage = absl::StrJoin(
+      absl::StrSplit(Coldheap({"help", "run"}).out, absl::ByAnyChar(" \n"),
+                     absl::SkipEmpty()),
+      " ");
   for (const char* option : {"--cold-age", "--target", "--zpool",
                              "--compressor", "--scan-interval", "--stats"}) {
     EXPECT_TRUE(absl::StrContains(usage, option)) << option;
@@ -486,7 +495,14 @@ TEST(LauncherStat, WatchPrintsLinesUntilTheProcessExits) {
                  {"stat", "--watch", absl::StrCat(held.pid()), "--interval",
                   "100ms"},
                  kBaseEnv);
-  std::this_thread::sleep_for(std::chrono::milliseconds(700));
+  // The header and a few lines, then the process exits.
+  auto lines_so_far = [&] {
+    std::string out = watch.Stdout();
+    return std::count(out.begin(), out.end(), '\n');
+  };
+  for (int i = 0; i < 200 && lines_so_far() < 4; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
   EXPECT_EQ(held.Finish(), 0) << held.Stderr();
   EXPECT_EQ(watch.Wait(std::chrono::seconds(10)), 0) << watch.Stderr();
   std::vector<std::string> lines =
@@ -519,6 +535,45 @@ TEST(LauncherStat, AProcessWithoutTheShimIsNamedWithItsMissingFile) {
             absl::StrCat("coldheap: process ", getpid(),
                          " is not running under coldheap (no /tmp/coldheap-",
                          getuid(), "/", getpid(), ".stats)\n"));
+}
+
+TEST(LauncherStat, AProcessUnderTheShimBeforeItsFirstScanIsExplained) {
+  // The first scan, which writes the file, is 10 minutes away.
+  Launched held(launcher_path,
+                {"run", "--scan-interval", "10m", "--", SelfPath(),
+                 "--hold-heap", "1"},
+                kBaseEnv, /*hold_stdin=*/true);
+  for (int i = 0; i < 300 && !MapsShim(held.pid()); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_TRUE(MapsShim(held.pid())) << held.Stderr();
+  Result result = Coldheap({"stat", absl::StrCat(held.pid())});
+  EXPECT_EQ(result.exit_code, 1);
+  ExpectOneErrorLine(result);
+  EXPECT_TRUE(absl::StrContains(
+      result.err, absl::StrCat("process ", held.pid(),
+                               " runs under coldheap but has not written ")))
+      << result.err;
+  held.CloseStdin();
+  EXPECT_EQ(held.Wait(), 0) << held.Stderr();
+}
+
+TEST(LauncherStat, AFileLeftByAnEarlierProcessIsNotBelieved) {
+  // A process that started after its statistics file was written (its id
+  // reused after a killed process under the shim).
+  Launched sleeper("/bin/sleep", {"30"}, kBaseEnv);
+  std::string file = LiveStatsFile(sleeper.pid());
+  ASSERT_EQ(system(absl::StrCat("mkdir -p -m 700 /tmp/coldheap-", getuid(),
+                                " && echo 'stored_pages 1' > ", file,
+                                " && touch -d '1 hour ago' ", file)
+                       .c_str()),
+            0);
+  Result result = Coldheap({"stat", absl::StrCat(sleeper.pid())});
+  unlink(file.c_str());
+  EXPECT_EQ(result.exit_code, 1);
+  ExpectOneErrorLine(result);
+  EXPECT_TRUE(absl::StrContains(result.err, "was left by an earlier process"))
+      << result.err;
 }
 
 TEST(LauncherStat, AProcessThatIsGoneIsNoProcess) {

@@ -18,7 +18,8 @@ namespace {
 constexpr PageState kAllStates[] = {
     PageState::kUntouched,  PageState::kResident,   PageState::kClaimed,
     PageState::kStaged,     PageState::kRestoring,  PageState::kCompressed,
-    PageState::kSameFilled, PageState::kDiscarded,
+    PageState::kSameFilled, PageState::kDiscarded,  PageState::kWrittenBack,
+    PageState::kDiscardedSlot,
 };
 
 // A table over zero-filled memory mapped here, as the shim maps its own.
