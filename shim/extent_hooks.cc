@@ -16,23 +16,37 @@ bool InRegion(const void* addr, size_t size) {
   return hooked_heap->region->ContainsRange(addr, size);
 }
 
+// Region full: unmanaged memory, as jemalloc's default hooks would give.
+// Reserve aligns to 2 MiB; a larger alignment takes the slack and trims it.
+void* MapOutsideRegion(size_t size, size_t alignment) {
+  size_t slack = alignment > os::kHugePageSize ? alignment : 0;
+  os::OsResult<void*> r = os::Reserve(size + slack);
+  if (!r.ok()) return nullptr;
+  auto start = reinterpret_cast<uintptr_t>(r.value);
+  uintptr_t aligned = (start + alignment - 1) & ~(alignment - 1);
+  if (aligned > start) {
+    (void)os::Release(r.value, aligned - start);
+  }
+  size_t tail = slack - (aligned - start);
+  if (tail > 0) (void)os::Release(reinterpret_cast<char*>(aligned) + size, tail);
+  return reinterpret_cast<void*>(aligned);
+}
+
 void* Alloc(extent_hooks_t*, void* new_addr, size_t size, size_t alignment,
             bool* zero, bool* commit, unsigned) {
   if (alignment < kPageSize) alignment = kPageSize;
   Region& region = *hooked_heap->region;
-  void* p = new_addr == nullptr ? region.Allocate(size, alignment)
-                                : region.AllocateAt(new_addr, size);
-  if (p == nullptr) {
-    // Region full (or a fixed address asked for): unmanaged memory, as
-    // jemalloc's default hooks would give.
-    os::OsResult<void*> r = os::Reserve(size > alignment ? size : alignment);
-    if (!r.ok()) return nullptr;
-    p = r.value;
-    if (new_addr != nullptr && p != new_addr) {
-      (void)os::Release(p, size);
-      return nullptr;
-    }
+  // A fixed address is only ever jemalloc growing an extent in place.
+  if (new_addr != nullptr) {
+    void* p = region.AllocateAt(new_addr, size);
+    if (p == nullptr) return nullptr;
+    *zero = true;
+    *commit = true;
+    return p;
   }
+  void* p = region.Allocate(size, alignment);
+  if (p == nullptr) p = MapOutsideRegion(size, alignment);
+  if (p == nullptr) return nullptr;
   *zero = true;    // fresh region pages are untouched: they read zeros
   *commit = true;  // and are always accessible
   return p;

@@ -25,7 +25,7 @@ namespace coldheap::launcher {
 namespace {
 
 constexpr absl::string_view kStatHelpHint = "see 'coldheap stat --help'";
-constexpr absl::string_view kLatencyPrefix = "fault_latency_us_lt_";
+constexpr absl::string_view kLatencyPrefix = "fault_latency_us_";
 constexpr double kMiB = 1024.0 * 1024.0;
 
 // ---------------------------------------------------------------------------
@@ -108,16 +108,19 @@ std::string Line(absl::string_view label, absl::string_view value,
 }
 
 // "p50 < 16 us, p99 < 64 us" from the power-of-two latency buckets
-// (fault_latency_us_lt_N, N ascending; the last one also counts everything
-// slower). "" when no fault was timed.
+// (fault_latency_us_lt_N, N ascending, then fault_latency_us_ge_M for
+// everything slower). "" when no fault was timed.
 std::string LatencySummary(const Snapshot& snapshot, uint64_t* total) {
   std::vector<std::pair<uint64_t, uint64_t>> buckets;  // (N, count)
   for (const auto& [key, value] : snapshot.entries) {
     absl::string_view bound = key;
     uint64_t n, count;
-    if (absl::ConsumePrefix(&bound, kLatencyPrefix) &&
+    if (!absl::ConsumePrefix(&bound, kLatencyPrefix)) continue;
+    // The open-ended last bucket sorts after every bounded one.
+    bool open_ended = absl::ConsumePrefix(&bound, "ge_");
+    if ((open_ended || absl::ConsumePrefix(&bound, "lt_")) &&
         absl::SimpleAtoi(bound, &n) && absl::SimpleAtoi(value, &count)) {
-      buckets.emplace_back(n, count);
+      buckets.emplace_back(open_ended ? 2 * n : n, count);
     }
   }
   std::sort(buckets.begin(), buckets.end());

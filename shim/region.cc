@@ -4,8 +4,10 @@ namespace coldheap::shim {
 
 void* Region::Allocate(size_t size, size_t alignment) {
   size_t used = used_.load(std::memory_order_relaxed);
+  auto base = reinterpret_cast<uintptr_t>(base_);
   for (;;) {
-    size_t start = (used + alignment - 1) & ~(alignment - 1);
+    // Align the address, not the offset: the base may be less aligned.
+    size_t start = ((base + used + alignment - 1) & ~(alignment - 1)) - base;
     if (start > bytes_ || size > bytes_ - start) return nullptr;
     if (used_.compare_exchange_weak(used, start + size,
                                     std::memory_order_acq_rel)) {

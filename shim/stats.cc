@@ -113,8 +113,9 @@ void Format(const Stats& s, Text& t) {
   t.Line("evictor_cpu_us", Get(s.evictor_cpu_ns) / 1000);
   t.Line("handler_cpu_us", Get(s.handler_cpu_ns) / 1000);
   for (int b = 0; b < kLatencyBuckets; ++b) {
-    t.Append("fault_latency_us_lt_");
-    t.AppendUint(uint64_t{1} << b);
+    bool last = b == kLatencyBuckets - 1;
+    t.Append(last ? "fault_latency_us_ge_" : "fault_latency_us_lt_");
+    t.AppendUint(uint64_t{1} << (last ? b - 1 : b));
     t.Append(" ");
     t.AppendUint(Get(s.fault_latency_us[b]));
     t.Append("\n");
@@ -168,7 +169,10 @@ bool WriteStatsFile(const Stats& stats, const char* path) {
   size_t n = strlen(final_path);
   memcpy(tmp, final_path, n);
   memcpy(tmp + n, ".tmp", 5);
-  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  // A fresh file, never a stale or planted one: the mode is ours and no
+  // symlink is followed.
+  unlink(tmp);
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd < 0) return false;
   Text text;
   Format(stats, text);

@@ -232,7 +232,7 @@ TEST_F(ExtentHooksTest, FallbackMemoryHonoursAlignmentUpTo2MiB) {
 
 // Fails about half the time: the fallback (os::Reserve) aligns to 2 MiB only,
 // whatever `alignment` asks. See the report: extent_hooks.cc, Alloc.
-TEST_F(ExtentHooksTest, DISABLED_FallbackMemoryHonoursAlignmentAbove2MiB) {
+TEST_F(ExtentHooksTest, FallbackMemoryHonoursAlignmentAbove2MiB) {
   ASSERT_EQ(Alloc(kRegionBytes), base());
   constexpr size_t kAlignment = 4 * kHugePage;
   for (int i = 0; i < 16; ++i) {
