@@ -219,6 +219,7 @@ void Start() {
     line.Write();
   }
   rt.active = true;
+  RemoveStaleStatsFiles();
   pthread_atfork(&PrepareFork, &ParentAfterFork, &ChildAfterFork);
   atexit(&AtExit);
 }

@@ -1,10 +1,14 @@
 #include "shim/stats.h"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include "absl/strings/string_view.h"
@@ -180,6 +184,24 @@ bool WriteStatsFile(const Stats& stats, const char* path) {
   close(fd);
   // rename: a reader never sees a half-written file.
   return ok && rename(tmp, final_path) == 0;
+}
+
+void RemoveStaleStatsFiles() {
+  char path[128];
+  if (!PrepareLiveStatsPath(path, sizeof(path))) return;
+  *strrchr(path, '/') = '\0';
+  DIR* dir = opendir(path);
+  if (dir == nullptr) return;
+  int dir_fd = dirfd(dir);
+  while (dirent* entry = readdir(dir)) {
+    char* end = nullptr;
+    long pid = strtol(entry->d_name, &end, 10);
+    if (pid <= 0 || end == entry->d_name || strcmp(end, ".stats") != 0) continue;
+    if (kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) {
+      unlinkat(dir_fd, entry->d_name, 0);
+    }
+  }
+  closedir(dir);
 }
 
 bool PrepareLiveStatsPath(char* out, size_t capacity) {

@@ -86,6 +86,10 @@ bool WriteStatsFile(const Stats& stats, const char* path);
 // (then no live file is kept).
 bool PrepareLiveStatsPath(char* out, size_t capacity);
 
+// Removes the live files of processes that are gone (a child that left with
+// _exit, a process killed by a signal). Set-up only: allocates.
+void RemoveStaleStatsFiles();
+
 }  // namespace coldheap::shim
 
 #endif  // COLDHEAP_SHIM_STATS_H_
