@@ -196,7 +196,10 @@ void RemoveStaleStatsFiles() {
   while (dirent* entry = readdir(dir)) {
     char* end = nullptr;
     long pid = strtol(entry->d_name, &end, 10);
-    if (pid <= 0 || end == entry->d_name || strcmp(end, ".stats") != 0) continue;
+    if (pid <= 0 || end == entry->d_name ||
+        (strcmp(end, ".stats") != 0 && strcmp(end, ".stats.tmp") != 0)) {
+      continue;
+    }
     if (kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) {
       unlinkat(dir_fd, entry->d_name, 0);
     }
