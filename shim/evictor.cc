@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "shim/fault_handler.h"
 #include "shim/log.h"
 #include "shim/os.h"
 #include "shim/thread.h"
@@ -104,10 +105,15 @@ void Evictor::Pass() {
   }
   Publish(decision);
   RefreshGauges();
-  WriteStatsFiles();
   last_processed_ = processed;
   last_cpu_ns_ = os::ThreadCpuTimeNs() - cpu_start;
-  heap_->stats->evictor_cpu_ns.fetch_add(last_cpu_ns_, std::memory_order_relaxed);
+  Stats& stats = *heap_->stats;
+  stats.evictor_cpu_ns.fetch_add(last_cpu_ns_, std::memory_order_relaxed);
+  if (heap_->handlers != nullptr) {
+    stats.handler_cpu_ns.store(heap_->handlers->CpuTimeNs(),
+                               std::memory_order_relaxed);
+  }
+  WriteStatsFiles();
 }
 
 // Ages every resident page by one scan, except those written since the last

@@ -45,6 +45,14 @@ bool FaultHandlers::Start(Heap& heap) {
   return count_ > 0;
 }
 
+// Read from the threads' CPU clocks, once per scan, rather than timed
+// around every event: two clock syscalls per event cost 7% of a refault.
+uint64_t FaultHandlers::CpuTimeNs() const {
+  uint64_t total = 0;
+  for (int i = 0; i < count_; ++i) total += os::ThreadCpuTimeNs(handlers_[i].thread);
+  return total;
+}
+
 void FaultHandlers::Pause() {
   for (int i = 0; i < count_; ++i) handlers_[i].serving.lock();
 }
@@ -71,15 +79,12 @@ void FaultHandlers::Run(Handler& h) {
       return;
     }
     std::lock_guard<std::mutex> serving(h.serving);
-    uint64_t cpu_start = os::ThreadCpuTimeNs();
     for (size_t i = 0; i < n.value; ++i) {
       if (msgs[i].event != UFFD_EVENT_PAGEFAULT) continue;
       uint64_t start = os::MonotonicNowNs();
       Serve(h, msgs[i].arg.pagefault.address);
       heap_->stats->RecordFaultLatency(os::MonotonicNowNs() - start);
     }
-    heap_->stats->handler_cpu_ns.fetch_add(os::ThreadCpuTimeNs() - cpu_start,
-                                           std::memory_order_relaxed);
   }
 }
 
@@ -144,21 +149,34 @@ void FaultHandlers::FillUntouched(size_t index) {
 
 // An evicted page: restore it and the evicted neighbours that follow it
 // (fault-around), install them with one ioctl, then free their pool copies.
+// The faulting page goes in first, alone, so its thread runs again after
+// one decompression; the neighbours follow in a second ioctl (which wakes
+// anyone who touched one of them meanwhile). Measured with one copy for
+// all: refault p50 40 us with 8 neighbours vs 20 us without.
 void FaultHandlers::Refault(Handler& h, size_t index, uint32_t word) {
   h.claimed[0] = word;
-  size_t pages = 1 + ClaimNeighbours(h, index);
-  for (size_t k = 0; k < pages; ++k) {
-    Restore(h, index + k, PageWord::Unpack(h.claimed[k]),
-            h.buffer + k * kPageSize);
-  }
-  if (!CopyIn(index, h.buffer, pages)) return Abandon(index, pages, h.claimed);
-  for (size_t k = 0; k < pages; ++k) {
-    Forget(index + k, PageWord::Unpack(h.claimed[k]));
-  }
-  Finish(index, pages);
+  if (!RestoreRun(h, index, 1, &h.claimed[0])) return;
   heap_->stats->refaults.fetch_add(1, std::memory_order_relaxed);
-  heap_->stats->fault_around_pages.fetch_add(pages - 1,
-                                             std::memory_order_relaxed);
+  size_t more = ClaimNeighbours(h, index);
+  if (more > 0 && RestoreRun(h, index + 1, more, &h.claimed[1])) {
+    heap_->stats->fault_around_pages.fetch_add(more, std::memory_order_relaxed);
+  }
+}
+
+// Restores `pages` claimed pages from `index`, whose words before the claim
+// are was[0, pages): decompress, copy, forget the evicted copies.
+bool FaultHandlers::RestoreRun(Handler& h, size_t index, size_t pages,
+                               const uint32_t* was) {
+  for (size_t k = 0; k < pages; ++k) {
+    Restore(h, index + k, PageWord::Unpack(was[k]), h.buffer + k * kPageSize);
+  }
+  if (!CopyIn(index, h.buffer, pages)) {
+    Abandon(index, pages, was);
+    return false;
+  }
+  for (size_t k = 0; k < pages; ++k) Forget(index + k, PageWord::Unpack(was[k]));
+  Finish(index, pages);
+  return true;
 }
 
 size_t FaultHandlers::ClaimNeighbours(Handler& h, size_t index) {

@@ -52,6 +52,9 @@ class FaultHandlers {
   void Pause();
   void Resume();
 
+  // CPU time the handler threads have used.
+  uint64_t CpuTimeNs() const;
+
  private:
   struct Handler {
     FaultHandlers* owner = nullptr;
@@ -70,6 +73,7 @@ class FaultHandlers {
 
   void FillUntouched(size_t index);
   void Refault(Handler& h, size_t index, uint32_t word);
+  bool RestoreRun(Handler& h, size_t index, size_t pages, const uint32_t* was);
   size_t ClaimNeighbours(Handler& h, size_t index);
   void Restore(Handler& h, size_t index, PageWord was, char* out);
   void Forget(size_t index, PageWord was);

@@ -31,6 +31,8 @@ struct Staging {
   }
 };
 
+class FaultHandlers;
+
 struct Heap {
   const Config* config = nullptr;
   Region* region = nullptr;
@@ -40,6 +42,7 @@ struct Heap {
   Stats* stats = nullptr;
   int uffd = -1;
   WritebackFile* writeback = nullptr;  // null: COLDHEAP_WRITEBACK_FILE unset
+  const FaultHandlers* handlers = nullptr;  // for their CPU time
 };
 
 // Every object in the pool starts with the index of its page, so that the

@@ -475,6 +475,12 @@ uint64_t ClockNs(clockid_t clock) {
 
 uint64_t ThreadCpuTimeNs() { return ClockNs(CLOCK_THREAD_CPUTIME_ID); }
 
+uint64_t ThreadCpuTimeNs(pthread_t thread) {
+  clockid_t clock;
+  if (pthread_getcpuclockid(thread, &clock) != 0) return 0;
+  return ClockNs(clock);
+}
+
 uint64_t MonotonicNowNs() { return ClockNs(CLOCK_MONOTONIC); }
 
 }  // namespace coldheap::os

@@ -43,6 +43,7 @@
 #ifndef COLDHEAP_SHIM_OS_H_
 #define COLDHEAP_SHIM_OS_H_
 
+#include <pthread.h>
 #include <sys/types.h>
 
 #include <cstddef>
@@ -290,6 +291,8 @@ int CurrentCpu();
 pid_t GetTid();
 // CPU time consumed by the calling thread (CLOCK_THREAD_CPUTIME_ID).
 uint64_t ThreadCpuTimeNs();
+// CPU time consumed by `thread` (pthread_getcpuclockid); 0 if unknown.
+uint64_t ThreadCpuTimeNs(pthread_t thread);
 // CLOCK_MONOTONIC.
 uint64_t MonotonicNowNs();
 

@@ -90,9 +90,16 @@ bool WatchRegion(Runtime& rt) {
   return true;
 }
 
+// jemalloc caches address lookups in 16 slots, one per GiB, repeating every
+// 16 GiB. With a region of a multiple of 16 GiB, the heap's first GiB and
+// the memory just above the region share a slot and evict each other on
+// every free (1.47x the CPU of plain jemalloc per malloc+free, measured). An
+// unused 8 GiB of address space above the region puts them 8 slots apart.
+constexpr size_t kRegionSpacer = size_t{8} << 30;
+
 // Reserves the region, the staging slots and the page table.
 bool MapRegion(Runtime& rt) {
-  os::OsResult<void*> region = os::Reserve(rt.config.region_size);
+  os::OsResult<void*> region = os::Reserve(rt.config.region_size + kRegionSpacer);
   os::OsResult<void*> staging = os::Reserve(Staging::kSlots * kPageSize);
   size_t pages = rt.config.region_size / kPageSize;
   os::OsResult<void*> table = os::Reserve(pages * sizeof(PageEntry));
@@ -206,6 +213,7 @@ void Start() {
   rt.heap.region = &rt.region;
   rt.heap.table = &rt.table;
   rt.heap.stats = &rt.stats;
+  rt.heap.handlers = &rt.handlers;
   if (!CreateInternalArena()) return Disable("jemalloc refused an arena");
   if (!MapRegion(rt) || !WatchRegion(rt) || !CreatePool(rt)) return;
   rt.heap.pool = rt.pool.get();

@@ -211,15 +211,17 @@ TEST(ShimIntegration, PoolLimitWritesBackAndPagesReadBackIntact) {
 // thanks to probation; the cold 90% is compressed.
 TEST(ShimIntegration, ReadOnlyHotSetStaysResidentAndTheRestIsCompressed) {
   RunResult run = RunWorkload(
-      {"readhot", "256", "12"}, true,
-      {"COLDHEAP_COLD_AGE=1s", "COLDHEAP_SCAN_INTERVAL=200ms",
+      {"readhot", "256", "14"}, true,
+      {"COLDHEAP_COLD_AGE=2s", "COLDHEAP_SCAN_INTERVAL=500ms",
        "COLDHEAP_CPU_BUDGET=100"});
   ASSERT_EQ(run.exit_code, 0) << run.stderr_text;
   // As the hot phase ended (the workload prints them before verifying).
   std::map<std::string, uint64_t> out = ParseStats(run.stdout_text);
-  // Reading the statistics file itself (fopen's buffer) may touch a cold
-  // page or two; the hot set is 6'500 pages.
-  EXPECT_LE(out["refaults_last_2s"], 16u) << "the hot set keeps refaulting";
+  // The hot set is 6'400 pages. A few may still be compressed when the
+  // machine starves the reader for a whole probation interval (tests run in
+  // parallel on 2 CPUs), and reading the statistics file touches a cold
+  // page or two: at most 1% of the hot set may refault in the last 2 s.
+  EXPECT_LE(out["refaults_last_2s"], 64u) << "the hot set keeps refaulting";
   EXPECT_GT(run.stats["staged_refaults"], 0u) << "no second chance was used";
   uint64_t heap = out["heap_pages"];
   uint64_t evicted = out["stored_pages"] + out["same_filled_pages"];
