@@ -84,6 +84,10 @@ void Evictor::Pass() {
     std::lock_guard<std::mutex> lock(batch_mu_);
     ScanWrites();
   }
+  if (heap_->handlers != nullptr) {
+    std::lock_guard<std::mutex> lock(batch_mu_);
+    heap_->handlers->DrainDeferredFrees(*heap_->pool);
+  }
   policy::ScanReport report = BuildReport();
   policy::Decision decision = policy_.Decide(report);
   bool stress = decision.cold_age_scans == 0;

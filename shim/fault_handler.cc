@@ -47,6 +47,10 @@ bool FaultHandlers::Start(Heap& heap) {
 
 // Read from the threads' CPU clocks, once per scan, rather than timed
 // around every event: two clock syscalls per event cost 7% of a refault.
+void FaultHandlers::DrainDeferredFrees(pool::Zpool& pool) {
+  for (int i = 0; i < count_; ++i) handlers_[i].frees.Drain(pool);
+}
+
 uint64_t FaultHandlers::CpuTimeNs() const {
   uint64_t total = 0;
   for (int i = 0; i < count_; ++i) total += os::ThreadCpuTimeNs(handlers_[i].thread);
@@ -174,7 +178,7 @@ bool FaultHandlers::RestoreRun(Handler& h, size_t index, size_t pages,
     Abandon(index, pages, was);
     return false;
   }
-  for (size_t k = 0; k < pages; ++k) Forget(index + k, PageWord::Unpack(was[k]));
+  for (size_t k = 0; k < pages; ++k) Forget(h, index + k, PageWord::Unpack(was[k]));
   Finish(index, pages);
   return true;
 }
@@ -222,7 +226,7 @@ void FaultHandlers::Restore(Handler& h, size_t index, PageWord was, char* out) {
 }
 
 // The page is back in place: drop its evicted copy and its counters.
-void FaultHandlers::Forget(size_t index, PageWord was) {
+void FaultHandlers::Forget(Handler& h, size_t index, PageWord was) {
   Stats& stats = *heap_->stats;
   if (was.state == PageState::kSameFilled) {
     stats.same_filled_pages.fetch_sub(1, std::memory_order_relaxed);
@@ -233,7 +237,8 @@ void FaultHandlers::Forget(size_t index, PageWord was) {
     stats.file_pages.fetch_sub(1, std::memory_order_relaxed);
     return;
   }
-  FreeHandle(*heap_, heap_->table->at(index).payload);
+  pool::Handle handle = heap_->table->at(index).payload;
+  if (!h.frees.Push(handle)) FreeHandle(*heap_, handle);
   stats.stored_pages.fetch_sub(1, std::memory_order_relaxed);
   stats.compressed_bytes.fetch_sub(was.size, std::memory_order_relaxed);
 }

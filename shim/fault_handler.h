@@ -31,6 +31,7 @@
 #include <mutex>
 
 #include "shim/compressor.h"
+#include "shim/deferred_frees.h"
 #include "shim/heap.h"
 
 namespace coldheap::shim {
@@ -55,6 +56,11 @@ class FaultHandlers {
   // CPU time the handler threads have used.
   uint64_t CpuTimeNs() const;
 
+  // Frees the handles the handlers passed on (see deferred_frees.h). Only
+  // the evictor calls it, and the forking thread in a child, where the
+  // handlers are gone.
+  void DrainDeferredFrees(pool::Zpool& pool);
+
  private:
   struct Handler {
     FaultHandlers* owner = nullptr;
@@ -65,6 +71,7 @@ class FaultHandlers {
     char* buffer = nullptr;  // (1 + kMaxFaultAround) pages, mapped apart
     char* scratch = nullptr;  // one more page, for written-back pages
     uint32_t claimed[1 + kMaxFaultAround];  // page words before the claim
+    DeferredFrees frees;  // handles for the evictor to free
   };
 
   static void* ThreadMain(void* arg);
@@ -76,7 +83,7 @@ class FaultHandlers {
   bool RestoreRun(Handler& h, size_t index, size_t pages, const uint32_t* was);
   size_t ClaimNeighbours(Handler& h, size_t index);
   void Restore(Handler& h, size_t index, PageWord was, char* out);
-  void Forget(size_t index, PageWord was);
+  void Forget(Handler& h, size_t index, PageWord was);
   void CopyBackStaged(size_t index);
   void ZeroDiscarded(size_t index, PageState was);
   bool CopyIn(size_t index, const char* src, size_t pages);

@@ -42,7 +42,7 @@ struct Heap {
   Stats* stats = nullptr;
   int uffd = -1;
   WritebackFile* writeback = nullptr;  // null: COLDHEAP_WRITEBACK_FILE unset
-  const FaultHandlers* handlers = nullptr;  // for their CPU time
+  FaultHandlers* handlers = nullptr;  // their CPU time, their deferred frees
 };
 
 // Every object in the pool starts with the index of its page, so that the

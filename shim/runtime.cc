@@ -185,7 +185,9 @@ void ChildAfterFork() {
              "than share it with its parent"});
     abort();
   }
-  // The paused threads' locks are held by threads that no longer exist.
+  // The paused threads' locks are held by threads that no longer exist;
+  // what they had not freed yet is freed here.
+  rt.handlers.DrainDeferredFrees(*rt.pool);
   new (&rt.handlers) FaultHandlers();
   if (!WatchRegion(rt) || !rt.handlers.Start(rt.heap) ||
       !rt.evictor.RestartInChild(rt.heap, rt.pagemap_fd)) {
