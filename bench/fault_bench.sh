@@ -15,7 +15,7 @@
 # Groups:
 #   1. refault, evict, anon_fault: LD_PRELOAD=libcoldheap.so,
 #      COLDHEAP_COLD_AGE=0 (stress: every resident page is evicted each
-#      scan), once with COLDHEAP_FAULT_AROUND=8 (the default) and once with 0.
+#      scan), once with COLDHEAP_FAULT_AROUND=8 and once with 0 (the default).
 #      COLDHEAP_MAX_POOL_PERCENT=100 so a pool limit never stops the evictor.
 #      FAULT_BENCH_REFAULT_RUNS processes per setting, alternating; each
 #      figure is the median over them (one process is a single sample of
@@ -132,7 +132,7 @@ print(f"Source: {rev}" + (f" + {dirty} uncommitted files in shim/ pool/ policy/"
       "page (clock_gettime around it); a touch counts as a fault if mincore(2) "
       "said the page was not present just before. "
       f"Load average before: {load0}.\n")
-print("| figure | FAULT_AROUND=8 (default) | FAULT_AROUND=0 | target / reference |")
+print("| figure | FAULT_AROUND=8 | FAULT_AROUND=0 (default) | target / reference |")
 print("|---|---|---|---|")
 rows = [
     ("refault p50, random order (us)", "refault/random", "refault_p50_us", 1, "15 us"),

@@ -229,7 +229,7 @@ TEST(ConfigDefaults, MatchTheDocumentedTable) {
   EXPECT_EQ(c.promotion_rate_ppm_per_minute, 2'000u);  // 0.2%
   EXPECT_EQ(c.cpu_budget_ppm, 20'000u);                // 2%
   EXPECT_FALSE(c.has_writeback_file());
-  EXPECT_EQ(c.fault_around_pages, 8u);
+  EXPECT_EQ(c.fault_around_pages, 0u);
 }
 
 TEST(ConfigEnvironment, UnsetVariablesGiveDefaultsSilently) {
@@ -348,7 +348,7 @@ TEST(ConfigMessages, EveryKindOfVariableNamesItsForm) {
             "decimals, e.g. 0.2 or 0.2%); using the default 0.2%\n");
   EXPECT_EQ(ParseOne("COLDHEAP_FAULT_AROUND", "65").stderr_text,
             "coldheap: COLDHEAP_FAULT_AROUND='65' is out of range (accepted: "
-            "an integer from 0 to 64); using the default 8\n");
+            "an integer from 0 to 64); using the default 0\n");
   EXPECT_EQ(ParseOne("COLDHEAP_ACCEPT_THRESHOLD_PERCENT", "101").stderr_text,
             "coldheap: COLDHEAP_ACCEPT_THRESHOLD_PERCENT='101' is out of "
             "range (accepted: an integer from 0 to 100); using the default "
