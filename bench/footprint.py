@@ -1,0 +1,810 @@
+#!/usr/bin/python3
+"""coldheap's footprint runner: one workload, run without and with the shim.
+
+    bazel run //bench:footprint -- --workload=kv_cache [--size_mb=512] ...
+    bazel run //bench:footprint -- --workload=redis --size_mb=1024
+
+What it does, for each run (same workload, same seed, same flags):
+  without  the workload as users run it today: no LD_PRELOAD, no COLDHEAP_*.
+  with     LD_PRELOAD=libcoldheap.so with the shim settings below.
+  disabled (optional, --runs=without,disabled,with) LD_PRELOAD with
+           COLDHEAP_ENABLE=off: plain jemalloc, to separate the allocator's
+           own effect from eviction's.
+For a server workload (redis, memcached) the shim applies to the server only;
+the load generator (//bench:kv_client) always runs plain.
+
+Shim settings of the "with" run (--cold_age, --scan_interval, --shim_env):
+  COLDHEAP_COLD_AGE=10s, COLDHEAP_SCAN_INTERVAL=1s, COLDHEAP_STATS=<out>/...
+  and nothing else: every other COLDHEAP_* keeps its default. The cold age is
+  shorter than the default 30s so that a run takes minutes, not a quarter of
+  an hour; the workloads' settle phase is 3 cold ages by default, and the
+  workloads themselves take no shim-specific setting.
+
+Sampling, every --sample_ms (100 ms) while the measured process lives (the
+workload's own process, or the server's):
+  /proc/PID/smaps_rollup  Rss and Pss
+  /proc/PID/stat          the process's CPU time (all threads)
+  /tmp/coldheap-UID/PID.stats  the shim's live statistics (rewritten at each
+                          scan): pool_total_size, stored_pages, refaults,
+                          evicted_pages, evictor_cpu_us, handler_cpu_us
+The workload prints PHASE lines (load, settle, measure, done), TICK lines
+(ops per second) and a last RESULT {json} line (bench/workload_util.h); each
+sample is tagged with the phase in force.
+
+Figures (per run):
+  footprint     = PSS. The pool's memory is anonymous memory mapped by the
+                  process, so it is already inside RSS and PSS: adding
+                  pool_total_size again would count it twice. It is reported
+                  on its own line.
+  peak          = the largest sample from the start to the end of the measure
+                  phase (load included; the teardown after it is not: a
+                  program freeing its whole heap at exit touches every page).
+  steady state  = the mean of the samples of the measure phase: the last
+                  --measure_s seconds, after the load and --settle_s seconds
+                  of the same traffic (not counted) have passed.
+  saving        = 1 - with/without, of steady state (and of peak).
+  compression   = stored_pages * 4096 / pool_total_size, at the end of the
+                  measure phase (zswap's way; same-filled pages excluded): the
+                  pool's packing and fragmentation included. Beside it, the
+                  compressor's own ratio, stored_pages * 4096 /
+                  compressed_bytes.
+  throughput, p50, p99 = the workload's RESULT for the measure phase.
+  coldheap CPU  = evictor_cpu_us + handler_cpu_us: in total, and during the
+                  measure phase as a percentage of one core.
+
+Outputs in --out (default: <workspace>/bench/results/<workload>/ under
+`bazel run`, ./footprint-results/<workload>/ otherwise):
+  <workload>-<run>.csv    the samples of one run
+  <workload>-<run>.log    the workload's stdout (and the server's log)
+  <workload>-<run>.stats  the shim's final statistics (COLDHEAP_STATS)
+  <workload>.md           the table
+  <workload>.json         the same figures, machine-readable
+  <workload>.png          footprint (and throughput) over time, all runs
+Exit status: 0 when every run finished and its workload reported success.
+"""
+
+import argparse
+import csv
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+WORKLOADS = ("kv_cache", "redis", "memcached", "sqlite")
+SERVER_WORKLOADS = ("redis", "memcached")
+RUN_LABELS = {
+    "without": "without coldheap",
+    "disabled": "shim loaded, COLDHEAP_ENABLE=off",
+    "with": "with coldheap",
+}
+CSV_FIELDS = [
+    "t_s", "phase", "rss_kib", "pss_kib", "pool_total_size", "stored_pages",
+    "same_filled_pages", "evicted_pages", "refaults", "evictor_cpu_us",
+    "handler_cpu_us", "process_cpu_s", "ops_per_s", "compressed_bytes",
+]
+MIB = 1024.0 * 1024.0
+
+
+# ---------------------------------------------------------------- locating
+
+
+def runfiles_root():
+    """The runfiles directory of //bench:footprint, if run through Bazel."""
+    d = os.environ.get("FOOTPRINT_RUNFILES")
+    if d and os.path.isdir(d):
+        return d
+    return None
+
+
+def default_bin_dir():
+    """Where the built workloads and the shim are: runfiles, else bazel-bin."""
+    rf = runfiles_root()
+    if rf:
+        return os.path.join(rf, "coldheap")
+    here = os.path.dirname(os.path.realpath(__file__))
+    return os.path.join(os.path.dirname(here), "bazel-bin")
+
+
+def resolve_user_path(p):
+    """A path as the user typed it: relative to where `bazel run` was run."""
+    if os.path.isabs(p):
+        return p
+    base = os.environ.get("BUILD_WORKING_DIRECTORY", os.getcwd())
+    return os.path.join(base, p)
+
+
+def default_out_dir(workload):
+    ws = os.environ.get("BUILD_WORKSPACE_DIRECTORY")
+    if ws:
+        return os.path.join(ws, "bench", "results", workload)
+    return os.path.join(os.getcwd(), "footprint-results", workload)
+
+
+# ---------------------------------------------------------------- sampling
+
+
+def read_smaps_rollup(pid):
+    """(rss_kib, pss_kib) of a live process, or None once it is gone."""
+    try:
+        with open("/proc/%d/smaps_rollup" % pid) as f:
+            text = f.read()
+    except OSError:
+        return None
+    rss = pss = None
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] == "Rss:":
+            rss = int(parts[1])
+        elif len(parts) >= 2 and parts[0] == "Pss:":
+            pss = int(parts[1])
+    if rss is None or pss is None:
+        return None
+    return rss, pss
+
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def read_process_cpu_s(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            text = f.read()
+    except OSError:
+        return None
+    fields = text[text.rfind(")") + 2:].split()
+    # utime and stime are fields 14 and 15 of stat(5), 12 and 13 after ")".
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def read_stats_file(path):
+    """The shim's "name value" lines as a dict of numbers; {} if absent."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError:
+        return {}
+    out = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) != 2 or line.startswith("#"):
+            continue
+        try:
+            out[parts[0]] = float(parts[1]) if "." in parts[1] else int(parts[1])
+        except ValueError:
+            pass
+    return out
+
+
+def live_stats_path(pid):
+    return "/tmp/coldheap-%d/%d.stats" % (os.getuid(), pid)
+
+
+class RunState:
+    """What the reader thread learns from the workload's stdout."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.phase = "start"
+        self.phase_times = {}  # phase -> t_s when it began
+        self.ops_per_s = ""
+        self.result = None
+        self.lines = []
+
+
+class Sampler(threading.Thread):
+    def __init__(self, pid, t0, interval_s, state):
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.t0 = t0
+        self.interval_s = interval_s
+        self.state = state
+        self.samples = []
+        self.stop_event = threading.Event()
+        self.last_stats = {}
+
+    def sample_once(self):
+        mem = read_smaps_rollup(self.pid)
+        if mem is None:
+            return False
+        t = time.monotonic() - self.t0
+        stats = read_stats_file(live_stats_path(self.pid))
+        if stats:
+            self.last_stats = stats
+        else:
+            stats = self.last_stats
+        cpu = read_process_cpu_s(self.pid)
+        with self.state.lock:
+            phase = self.state.phase
+            ops = self.state.ops_per_s
+        self.samples.append({
+            "t_s": round(t, 3),
+            "phase": phase,
+            "rss_kib": mem[0],
+            "pss_kib": mem[1],
+            "pool_total_size": stats.get("pool_total_size", ""),
+            "stored_pages": stats.get("stored_pages", ""),
+            "same_filled_pages": stats.get("same_filled_pages", ""),
+            "evicted_pages": stats.get("evicted_pages", ""),
+            "refaults": stats.get("refaults", ""),
+            "evictor_cpu_us": stats.get("evictor_cpu_us", ""),
+            "handler_cpu_us": stats.get("handler_cpu_us", ""),
+            "process_cpu_s": "" if cpu is None else round(cpu, 3),
+            "ops_per_s": ops,
+            "compressed_bytes": stats.get("compressed_bytes", ""),
+        })
+        return True
+
+    def run(self):
+        next_t = time.monotonic()
+        while not self.stop_event.is_set():
+            if not self.sample_once():
+                return
+            next_t += self.interval_s
+            delay = next_t - time.monotonic()
+            if delay < 0:  # fell behind (a slow read): skip, do not burst
+                next_t = time.monotonic()
+                delay = 0
+            self.stop_event.wait(delay)
+
+
+def read_workload_output(proc, t0, state, log):
+    """Follows the workload's stdout: PHASE, TICK and RESULT lines."""
+    for raw in proc.stdout:
+        line = raw.rstrip("\n")
+        log.write(line + "\n")
+        t = time.monotonic() - t0
+        parts = line.split(" ", 1)
+        with state.lock:
+            if parts[0] == "PHASE" and len(parts) == 2:
+                state.phase = parts[1].strip()
+                state.phase_times[state.phase] = round(t, 3)
+            elif parts[0] == "TICK" and len(parts) == 2:
+                fields = parts[1].split()
+                if len(fields) == 2:
+                    state.ops_per_s = fields[1]
+            elif parts[0] == "RESULT" and len(parts) == 2:
+                try:
+                    state.result = json.loads(parts[1])
+                except ValueError:
+                    pass
+            else:
+                state.lines.append(line)
+    log.flush()
+
+
+# ---------------------------------------------------------------- processes
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port, proc, timeout_s):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
+def stop_process(proc, timeout_s=15):
+    """SIGTERM, then SIGKILL: only this one process, by its id."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=timeout_s)
+
+
+def clean_env():
+    """The environment without LD_PRELOAD or any COLDHEAP_* setting."""
+    env = {k: v for k, v in os.environ.items()
+           if k != "LD_PRELOAD" and not k.startswith("COLDHEAP_")}
+    return env
+
+
+def run_env(args, run, out_dir, tag):
+    env = clean_env()
+    if run == "without":
+        return env
+    env["LD_PRELOAD"] = args.shim
+    if run == "disabled":
+        env["COLDHEAP_ENABLE"] = "off"
+        return env
+    env["COLDHEAP_COLD_AGE"] = args.cold_age
+    env["COLDHEAP_SCAN_INTERVAL"] = args.scan_interval
+    env["COLDHEAP_STATS"] = os.path.join(out_dir, "%s-%s.stats" % (args.workload, tag))
+    for kv in args.shim_env:
+        k, _, v = kv.partition("=")
+        env[k] = v
+    return env
+
+
+def workload_flags(args):
+    return ["--size_mb=%d" % args.size_mb, "--seed=%d" % args.seed,
+            "--settle_s=%d" % args.settle_s, "--measure_s=%d" % args.measure_s]
+
+
+def server_command(args, port, out_dir, tag):
+    if args.workload == "redis":
+        return [args.redis_server, "--port", str(port), "--bind", "127.0.0.1",
+                "--save", "", "--appendonly", "no", "--daemonize", "no",
+                "--dir", out_dir,
+                "--logfile", os.path.join(out_dir, "redis-%s.server.log" % tag)]
+    mem_mb = max(1024, 2 * args.size_mb + 256)  # room for item headers: no eviction
+    cmd = [args.memcached, "-l", "127.0.0.1", "-p", str(port), "-U", "0",
+           "-m", str(mem_mb), "-t", "2", "-c", "1024"]
+    if os.geteuid() == 0:
+        cmd += ["-u", "root"]
+    return cmd
+
+
+def one_run(args, run, tag, out_dir):
+    """Runs the workload once; returns (samples, state, ok, note). `tag`
+    names its files: the run, and the repetition when there are several."""
+    env = run_env(args, run, out_dir, tag)
+    stats_file = env.get("COLDHEAP_STATS")
+    if stats_file and os.path.exists(stats_file):
+        os.remove(stats_file)
+    log_path = os.path.join(out_dir, "%s-%s.log" % (args.workload, tag))
+    state = RunState()
+    server = None
+    t0 = time.monotonic()
+    limit_s = args.load_timeout_s + args.settle_s + args.measure_s + 120
+    with open(log_path, "w") as log:
+        if args.workload in SERVER_WORKLOADS:
+            port = free_port()
+            cmd = server_command(args, port, out_dir, tag)
+            log.write("# server: %s\n" % " ".join(repr(c) if c == "" else c for c in cmd))
+            server_log = open(os.path.join(out_dir, "%s-%s.server.out" % (args.workload, tag)),
+                              "w")
+            server = subprocess.Popen(cmd, env=env, stdout=server_log,
+                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            if not wait_for_port(port, server, 20):
+                stop_process(server)
+                return [], state, False, "the server did not listen on 127.0.0.1:%d" % port
+            measured_pid = server.pid
+            proto = "redis" if args.workload == "redis" else "memcache"
+            driver_cmd = [os.path.join(args.bin_dir, "bench", "kv_client"),
+                          "--proto=" + proto, "--port=%d" % port] + workload_flags(args)
+            driver_env = clean_env()
+        else:
+            binary = "kv_cache" if args.workload == "kv_cache" else "sqlite_workload"
+            driver_cmd = [os.path.join(args.bin_dir, "bench", binary)] + workload_flags(args)
+            driver_env = env
+        driver_cmd += args.workload_arg
+        log.write("# workload: %s\n" % " ".join(driver_cmd))
+        log.write("# env: %s\n" % " ".join(
+            "%s=%s" % (k, v) for k, v in sorted(env.items())
+            if k == "LD_PRELOAD" or k.startswith("COLDHEAP_")))
+        log.flush()
+        err_path = os.path.join(out_dir, "%s-%s.err" % (args.workload, tag))
+        err_file = open(err_path, "w")
+        driver = subprocess.Popen(driver_cmd, env=driver_env, stdout=subprocess.PIPE,
+                                  stderr=err_file, stdin=subprocess.DEVNULL,
+                                  text=True, bufsize=1)
+        if server is None:
+            measured_pid = driver.pid
+        sampler = Sampler(measured_pid, t0, args.sample_ms / 1000.0, state)
+        sampler.start()
+        reader = threading.Thread(target=read_workload_output,
+                                  args=(driver, t0, state, log), daemon=True)
+        reader.start()
+        note = ""
+        try:
+            driver.wait(timeout=limit_s)
+        except subprocess.TimeoutExpired:
+            note = "the workload ran past %d s and was stopped" % limit_s
+            stop_process(driver)
+        reader.join(timeout=10)
+        err_file.close()
+        with open(err_path) as fh:
+            err = fh.read()
+        os.remove(err_path)
+        if err:
+            log.write("# stderr:\n" + err)
+        if server is not None:
+            sampler.sample_once()  # the server's last word before it stops
+            sampler.stop_event.set()
+            sampler.join(timeout=5)
+            stop_process(server)
+            server_log.close()
+        else:
+            sampler.stop_event.set()
+            sampler.join(timeout=5)
+    ok = driver.returncode == 0 and state.result is not None and not note
+    if not ok and not note:
+        note = "the workload exited with status %s%s" % (
+            driver.returncode, ": " + err.strip().splitlines()[-1] if err.strip() else "")
+    return sampler.samples, state, ok, note
+
+
+# ---------------------------------------------------------------- figures
+
+
+def num(v):
+    return None if v == "" or v is None else float(v)
+
+
+def summarize(samples, state, run, stats_file):
+    phases = state.phase_times
+    measure = [s for s in samples if s["phase"] == "measure"]
+    f = {"run": run, "samples": len(samples), "phase_times": phases,
+         "last_t_s": samples[-1]["t_s"] if samples else 0}
+    # The workload's life: load, settle and measure; not its teardown after
+    # "done" (freeing a whole heap faults every evicted page back in).
+    live = [s for s in samples if s["phase"] != "done"]
+    if live:
+        f["peak_pss_mib"] = max(s["pss_kib"] for s in live) / 1024.0
+        f["peak_rss_mib"] = max(s["rss_kib"] for s in live) / 1024.0
+    if measure:
+        f["steady_pss_mib"] = sum(s["pss_kib"] for s in measure) / len(measure) / 1024.0
+        f["steady_rss_mib"] = sum(s["rss_kib"] for s in measure) / len(measure) / 1024.0
+        f["steady_samples"] = len(measure)
+        first, last = measure[0], measure[-1]
+        pool = num(last["pool_total_size"])
+        stored = num(last["stored_pages"])
+        if pool is not None:
+            pools = [num(s["pool_total_size"]) for s in measure
+                     if num(s["pool_total_size"]) is not None]
+            f["pool_end_mib"] = pool / MIB
+            f["pool_steady_mib"] = sum(pools) / len(pools) / MIB
+            f["stored_pages_end"] = stored
+            if pool and stored:
+                f["compression_ratio"] = stored * 4096.0 / pool
+            cbytes = num(last["compressed_bytes"])
+            if cbytes and stored:
+                f["lz4_ratio"] = stored * 4096.0 / cbytes
+        for k in ("refaults", "evicted_pages"):
+            a, b = num(first[k]), num(last[k])
+            if a is not None and b is not None:
+                f[k + "_measure"] = b - a
+        a = (num(first["evictor_cpu_us"]) or 0) + (num(first["handler_cpu_us"]) or 0)
+        b = (num(last["evictor_cpu_us"]) or 0) + (num(last["handler_cpu_us"]) or 0)
+        span = last["t_s"] - first["t_s"]
+        if num(last["evictor_cpu_us"]) is not None and span > 0:
+            f["coldheap_cpu_measure_pct"] = (b - a) / 1e6 / span * 100.0
+        pa, pb = num(first["process_cpu_s"]), num(last["process_cpu_s"])
+        if pa is not None and pb is not None and span > 0:
+            f["process_cpu_measure_pct"] = (pb - pa) / span * 100.0
+    final = read_stats_file(stats_file) if stats_file else {}
+    if not final and samples and num(samples[-1]["evictor_cpu_us"]) is not None:
+        final = {k: num(samples[-1][k]) for k in ("evictor_cpu_us", "handler_cpu_us")}
+    if final:
+        f["evictor_cpu_s"] = final.get("evictor_cpu_us", 0) / 1e6
+        f["handler_cpu_s"] = final.get("handler_cpu_us", 0) / 1e6
+        f["coldheap_cpu_s"] = f["evictor_cpu_s"] + f["handler_cpu_s"]
+        f["final_stats"] = final
+    if state.result:
+        f["result"] = state.result
+    return f
+
+
+def median(values):
+    v = sorted(values)
+    n = len(v)
+    return v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2.0
+
+
+def combine(figs):
+    """One run's figures over its repetitions: the median of each number
+    (the first repetition's phase times, for the plot)."""
+    if len(figs) == 1:
+        f = dict(figs[0])
+        f["repetitions"] = [figs[0]]
+        return f
+    f = {"run": figs[0]["run"], "phase_times": figs[0]["phase_times"],
+         "last_t_s": figs[0]["last_t_s"],
+         "ok": all(x["ok"] for x in figs),
+         "note": "; ".join(x["tag"] + ": " + x["note"] for x in figs if x["note"]),
+         "repetitions": figs}
+    keys = set()
+    for x in figs:
+        keys.update(k for k, v in x.items() if isinstance(v, (int, float))
+                    and not isinstance(v, bool))
+    for k in keys:
+        vals = [x[k] for x in figs if isinstance(x.get(k), (int, float))]
+        if vals:
+            f[k] = median(vals)
+    rkeys = set()
+    for x in figs:
+        rkeys.update(k for k, v in x.get("result", {}).items() if isinstance(v, (int, float)))
+    f["result"] = {k: median([x["result"][k] for x in figs if k in x.get("result", {})])
+                   for k in rkeys}
+    return f
+
+
+def fmt(v, digits=1):
+    if v is None:
+        return "–"
+    if isinstance(v, str):
+        return v
+    return "{:,.{}f}".format(v, digits)
+
+
+def ratio(a, b, digits=2):
+    if a is None or b is None or b == 0:
+        return "–"
+    return "{:.{}f}".format(a / b, digits)
+
+
+def markdown_table(args, figures, png_name):
+    runs = [f["run"] for f in figures]
+    base = figures[0]
+    head = "| | " + " | ".join(RUN_LABELS[r] for r in runs) + " | with / without |"
+    sep = "|---|" + "---:|" * len(runs) + "---:|"
+    withf = next((f for f in figures if f["run"] == "with"), None)
+
+    def res(f, k):
+        return f.get("result", {}).get(k)
+
+    rows = []
+
+    def row(name, key_fn, digits=1, compare=True):
+        vals = [key_fn(f) for f in figures]
+        cmp = ratio(key_fn(withf), key_fn(base)) if compare and withf is not None else ""
+        rows.append("| %s | %s | %s |" % (name, " | ".join(fmt(v, digits) for v in vals), cmp))
+
+    row("peak footprint (PSS, MiB)", lambda f: f.get("peak_pss_mib"))
+    row("steady footprint (mean PSS in the measure phase, MiB)", lambda f: f.get("steady_pss_mib"))
+    row("steady RSS (MiB)", lambda f: f.get("steady_rss_mib"))
+    if withf is not None:
+        s, b = withf.get("steady_pss_mib"), base.get("steady_pss_mib")
+        p, pb = withf.get("peak_pss_mib"), base.get("peak_pss_mib")
+        for name, value in (
+                ("**saving, steady state** (1 - with/without)",
+                 "–" if not (s and b) else "**{:.1%}**".format(1 - s / b)),
+                ("saving, peak", "–" if not (p and pb) else "{:.1%}".format(1 - p / pb))):
+            cells = [value if r == "with" else "" for r in runs]
+            rows.append("| %s | %s | |" % (name, " | ".join(cells)))
+    row("pool total_size, end of measure (MiB; inside the PSS above)",
+        lambda f: f.get("pool_end_mib"), compare=False)
+    row("stored pages, end of measure", lambda f: f.get("stored_pages_end"), 0, compare=False)
+    row("compression ratio (stored_pages*4096/pool_total_size)",
+        lambda f: f.get("compression_ratio"), 2, compare=False)
+    row("LZ4 alone (stored_pages*4096/compressed_bytes)",
+        lambda f: f.get("lz4_ratio"), 2, compare=False)
+    row("throughput (ops/s, measure phase)", lambda f: res(f, "ops_per_s"), 0)
+    if args.repeat > 1:
+        rows.append("| throughput of each repetition (ops/s) | %s | |" % " | ".join(
+            " / ".join(fmt(x.get("result", {}).get("ops_per_s"), 0) for x in f["repetitions"])
+            for f in figures))
+        rows.append("| steady footprint of each repetition (MiB) | %s | |" % " | ".join(
+            " / ".join(fmt(x.get("steady_pss_mib")) for x in f["repetitions"])
+            for f in figures))
+    row("p50 latency (us)", lambda f: res(f, "p50_us"), 2)
+    row("p99 latency (us)", lambda f: res(f, "p99_us"), 2)
+    row("refaults in the measure phase", lambda f: f.get("refaults_measure"), 0, compare=False)
+    row("coldheap CPU, whole run (evictor + handler, s)", lambda f: f.get("coldheap_cpu_s"), 2,
+        compare=False)
+    row("coldheap CPU in the measure phase (% of one core)",
+        lambda f: f.get("coldheap_cpu_measure_pct"), 2, compare=False)
+    row("measured process CPU in the measure phase (% of one core)",
+        lambda f: f.get("process_cpu_measure_pct"), 1)
+    text = [head, sep] + rows
+    text.append("")
+    text.append("Plot: `%s`" % png_name)
+    return "\n".join(text)
+
+
+def gnuplot_terminal():
+    """pngcairo if this gnuplot has it (gnuplot-nox does), else libgd's png."""
+    try:
+        r = subprocess.run(["gnuplot", "-e", "set terminal pngcairo"],
+                           capture_output=True, text=True, timeout=20)
+        if r.returncode == 0 and not r.stderr.strip():
+            return "pngcairo size 1200,800 font 'Sans,10'"
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return "png size 1200,800"
+
+
+def plot(args, out_dir, figures, csv_paths, png_path):
+    term = gnuplot_terminal()
+    if term is None:
+        return "gnuplot not found (apt-get install gnuplot-nox)"
+    colors = {"without": "#1f77b4", "disabled": "#7f7f7f", "with": "#d62728"}
+    title = "%s, %d MiB, seed %d: footprint (PSS) over time" % (
+        args.workload, args.size_mb, args.seed)
+    lines = [
+        "set terminal %s" % term,
+        "set termoption noenhanced",
+        "set output '%s'" % png_path,
+        "set datafile separator ','",
+        "set key right center",
+        "set grid",
+        "set multiplot layout 2,1 title \"%s\"" % title,
+        "set size 1,0.62", "set origin 0,0.36",
+        "set ylabel 'MiB'",
+        "set xlabel 'seconds since start'",
+        "set xrange [0:%d]" % max(10, int(max(f.get("last_t_s", 0) for f in figures)) + 1),
+    ]
+    arrows = []
+    for i, f in enumerate(figures):
+        ms = f["phase_times"].get("measure")
+        if ms is not None:
+            arrows.append("set arrow %d from %f, graph 0 to %f, graph 1 nohead dt 2 lc rgb '%s'"
+                          % (i + 1, ms, ms, colors[f["run"]]))
+            arrows.append("set label %d 'measure phase (%s) from here' at %f, graph %.2f left "
+                          "offset 0.5,0 textcolor rgb '%s' font ',8'"
+                          % (i + 1, f["run"], ms, 0.95 - 0.07 * i, colors[f["run"]]))
+    lines += arrows
+    plots = []
+    for f, path in zip(figures, csv_paths):
+        plots.append("'%s' using 1:($4/1024) with lines lw 2 lc rgb '%s' title 'PSS, %s'"
+                     % (path, colors[f["run"]], RUN_LABELS[f["run"]]))
+        if f["run"] == "with":
+            plots.append("'%s' using 1:($5/1048576) with lines lw 1 dt 3 lc rgb '%s' "
+                         "title 'pool total_size, with coldheap (inside its PSS)'"
+                         % (path, colors["with"]))
+    lines.append("plot " + ", ".join(plots))
+    lines += ["unset arrow", "unset label", "set size 1,0.34", "set origin 0,0",
+              "set ylabel 'ops/s'", "set title ''"]
+    lines += arrows
+    plots = []
+    for f, path in zip(figures, csv_paths):
+        plots.append("'%s' using 1:($13) with lines lw 1 lc rgb '%s' title 'throughput, %s'"
+                     % (path, colors[f["run"]], RUN_LABELS[f["run"]]))
+    lines.append("plot " + ", ".join(plots))
+    lines.append("unset multiplot")
+    script = os.path.join(out_dir, "%s.gnuplot" % args.workload)
+    with open(script, "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+    r = subprocess.run(["gnuplot", script], capture_output=True, text=True, timeout=60)
+    if r.returncode != 0:
+        return "gnuplot failed: " + r.stderr.strip()
+    return None
+
+
+# ---------------------------------------------------------------- main
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(
+        description="Runs a workload without and with coldheap and compares footprints.")
+    p.add_argument("--workload", choices=WORKLOADS, required=True)
+    p.add_argument("--size_mb", type=int, default=512,
+                   help="MiB of record data the workload loads (default 512)")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--settle_s", type=int, default=30,
+                   help="seconds of traffic after the load, not counted (default 30)")
+    p.add_argument("--measure_s", type=int, default=60,
+                   help="seconds of the measured phase (default 60)")
+    p.add_argument("--runs", default="without,with",
+                   help="comma-separated, in order: without, disabled, with")
+    p.add_argument("--cold_age", default="10s", help="COLDHEAP_COLD_AGE of the 'with' run")
+    p.add_argument("--scan_interval", default="1s",
+                   help="COLDHEAP_SCAN_INTERVAL of the 'with' run")
+    p.add_argument("--shim_env", action="append", default=[], metavar="COLDHEAP_X=V",
+                   help="another setting for the 'with' run (repeatable)")
+    p.add_argument("--workload_arg", action="append", default=[], metavar="--flag=V",
+                   help="passed to the workload (or load generator) as is (repeatable)")
+    p.add_argument("--sample_ms", type=int, default=100)
+    p.add_argument("--repeat", type=int, default=1,
+                   help="run each configuration N times, alternating the order; "
+                        "the table shows medians (default 1)")
+    p.add_argument("--load_timeout_s", type=int, default=900,
+                   help="bound on the load phase, for the overall time limit")
+    p.add_argument("--out", help="output directory")
+    p.add_argument("--bin_dir", help="where bench/* and shim/libcoldheap.so were built")
+    p.add_argument("--shim", help="libcoldheap.so (default: from --bin_dir)")
+    p.add_argument("--redis_server", default="/usr/bin/redis-server")
+    p.add_argument("--memcached", default="/usr/bin/memcached")
+    args = p.parse_args(argv)
+    args.runs = [r.strip() for r in args.runs.split(",") if r.strip()]
+    for r in args.runs:
+        if r not in RUN_LABELS:
+            p.error("--runs: unknown run '%s' (known: without, disabled, with)" % r)
+    if not args.runs or args.runs[0] != "without":
+        p.error("--runs must start with 'without' (the baseline)")
+    for kv in args.shim_env:
+        if not kv.startswith("COLDHEAP_") or "=" not in kv:
+            p.error("--shim_env takes COLDHEAP_NAME=value, not '%s'" % kv)
+    if (args.size_mb <= 0 or args.measure_s <= 0 or args.settle_s < 0 or args.sample_ms <= 0
+            or not 1 <= args.repeat <= 20):
+        p.error("--size_mb, --measure_s, --sample_ms must be positive, --repeat 1 to 20")
+    args.bin_dir = resolve_user_path(args.bin_dir) if args.bin_dir else default_bin_dir()
+    args.shim = resolve_user_path(args.shim) if args.shim else os.path.join(
+        args.bin_dir, "shim", "libcoldheap.so")
+    args.out = resolve_user_path(args.out) if args.out else default_out_dir(args.workload)
+    return args
+
+
+def main(argv):
+    args = parse_args(argv)
+    needed = [args.shim] if any(r != "without" for r in args.runs) else []
+    if args.workload in SERVER_WORKLOADS:
+        needed.append(os.path.join(args.bin_dir, "bench", "kv_client"))
+        needed.append(args.redis_server if args.workload == "redis" else args.memcached)
+    else:
+        needed.append(os.path.join(args.bin_dir, "bench",
+                                   "kv_cache" if args.workload == "kv_cache"
+                                   else "sqlite_workload"))
+    for path in needed:
+        if not os.path.exists(path):
+            print("footprint: %s not found (build with bazel build //bench:footprint, "
+                  "install with third_party/install_deps.sh)" % path, file=sys.stderr)
+            return 2
+    os.makedirs(args.out, exist_ok=True)
+    per_run = {run: [] for run in args.runs}
+    first_csv = {}
+    all_ok = True
+    for rep in range(1, args.repeat + 1):
+        # Alternate the order, so a drift of the machine's speed does not
+        # always favour the same run.
+        order = args.runs if rep % 2 == 1 else list(reversed(args.runs))
+        for run in order:
+            tag = run if args.repeat == 1 else "%s-%d" % (run, rep)
+            print("footprint: %s, %s%s ..." % (
+                args.workload, RUN_LABELS[run],
+                "" if args.repeat == 1 else " (%d of %d)" % (rep, args.repeat)), flush=True)
+            samples, state, ok, note = one_run(args, run, tag, args.out)
+            path = os.path.join(args.out, "%s-%s.csv" % (args.workload, tag))
+            with open(path, "w", newline="") as fh:
+                w = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
+                w.writeheader()
+                w.writerows(samples)
+            first_csv.setdefault(run, path)
+            stats_file = run_env(args, run, args.out, tag).get("COLDHEAP_STATS")
+            f = summarize(samples, state, run, stats_file)
+            f["ok"] = ok
+            f["note"] = note
+            f["tag"] = tag
+            per_run[run].append(f)
+            res = f.get("result", {})
+            print("footprint:   %s: peak %s MiB, steady %s MiB, %s ops/s, p99 %s us%s" % (
+                tag, fmt(f.get("peak_pss_mib")), fmt(f.get("steady_pss_mib")),
+                fmt(res.get("ops_per_s"), 0), fmt(res.get("p99_us"), 1),
+                "" if ok else "  FAILED: " + note), flush=True)
+            all_ok = all_ok and ok
+    figures = [combine(per_run[run]) for run in args.runs]
+    csv_paths = [first_csv[run] for run in args.runs]
+    png = os.path.join(args.out, "%s.png" % args.workload)
+    problem = plot(args, args.out, figures, csv_paths, png)
+    if problem:
+        print("footprint: no plot: " + problem, file=sys.stderr)
+        all_ok = False
+    settings = ("workload `%s`, --size_mb=%d, seed %d, settle %d s, measure %d s, "
+                "%d repetition(s)%s; shim: "
+                "COLDHEAP_COLD_AGE=%s COLDHEAP_SCAN_INTERVAL=%s%s" % (
+                    args.workload, args.size_mb, args.seed, args.settle_s, args.measure_s,
+                    args.repeat, " (medians)" if args.repeat > 1 else "", args.cold_age, args.scan_interval,
+                    "".join(" " + kv for kv in args.shim_env)))
+    if args.workload_arg:
+        settings += "; workload flags: " + " ".join(args.workload_arg)
+    table = markdown_table(args, figures, png)
+    md = os.path.join(args.out, "%s.md" % args.workload)
+    with open(md, "w") as fh:
+        fh.write("%s\n\n%s\n" % (settings, table))
+        for f in figures:
+            if not f["ok"]:
+                fh.write("\n**%s run failed:** %s\n" % (f["run"], f["note"]))
+    with open(os.path.join(args.out, "%s.json" % args.workload), "w") as fh:
+        json.dump({"settings": settings, "args": {k: v for k, v in vars(args).items()},
+                   "figures": figures, "png": png}, fh, indent=1, default=str)
+    print()
+    print(settings)
+    print()
+    print(table)
+    print()
+    print("footprint: CSV, logs and table in %s" % args.out)
+    print("footprint: plot %s" % png)
+    return 0 if all_ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

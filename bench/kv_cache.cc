@@ -1,0 +1,196 @@
+// A built-in key-value cache: the footprint runner's own workload.
+//
+// What it holds: user profiles (bench/record_gen.h) as a program keeps them
+// in memory, not as one blob each: a Record with numbers and pointers
+// (`referrer` links to another record, as object graphs do) and a Profile of
+// std::strings and std::vectors, each a separate heap allocation, indexed by
+// an std::unordered_map<std::string, Record*> keyed "user:0000001234".
+//
+// Phases (printed as PHASE lines, see bench/workload_util.h):
+//   load     inserts records until their JSON size reaches --size_mb MiB
+//            (the heap is bigger: struct, string and hash-table overhead).
+//   settle   --settle_s seconds of the request mix below, not counted: lets
+//            the cache (and anything managing its memory) reach a steady
+//            state. Pass at least two cold ages of whatever is measured.
+//   measure  --measure_s seconds of the same mix, counted: throughput and
+//            per-operation latency.
+// The request mix: key popularity is Zipfian (--zipf_theta, 0.99 as YCSB)
+// over all keys, ranks scattered over the key space (popular keys are not
+// the first loaded); --set_percent of requests replace a record with its
+// next version (new strings, old ones freed); the rest are GETs, which look
+// the key up, bump the record's hit count and last-access time (as redis's
+// LRU clock and memcached's item time do: a small write to the record's
+// header) and serialize the record to JSON into a response buffer.
+// --touch_on_get=0 turns that write off (a read-only GET).
+//
+// Last line: RESULT {json} with ops, ops_per_s, p50_us, p99_us, ... of the
+// measure phase. Single-threaded; every loop is bounded by time or size.
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "bench/record_gen.h"
+#include "bench/workload_util.h"
+
+namespace coldheap::bench {
+namespace {
+
+struct Record {
+  uint64_t id = 0;
+  uint32_t version = 0;
+  uint32_t hits = 0;
+  uint64_t last_access_ns = 0;
+  Record* referrer = nullptr;
+  Profile profile;
+};
+
+std::string Key(uint64_t id) {
+  char buf[32];
+  snprintf(buf, sizeof(buf), "user:%010llu", static_cast<unsigned long long>(id));
+  return buf;
+}
+
+class Cache {
+ public:
+  explicit Cache(uint64_t seed) : seed_(seed) {}
+
+  // Loads records until their JSON size reaches `bytes`; returns how many.
+  uint64_t Load(uint64_t bytes) {
+    std::string json;
+    uint64_t loaded = 0;
+    Rng rng(seed_ ^ 0x10ad);
+    while (loaded < bytes) {
+      uint64_t id = records_.size();
+      auto r = std::make_unique<Record>();
+      r->id = id;
+      r->profile = MakeProfile(seed_, id, 0);
+      if (id > 0) r->referrer = records_[rng.Below(id)].get();
+      json.clear();
+      AppendJson(r->profile, json);
+      loaded += json.size();
+      index_.emplace(Key(id), r.get());
+      records_.push_back(std::move(r));
+    }
+    return records_.size();
+  }
+
+  size_t size() const { return records_.size(); }
+
+  // A GET: returns the response size (0 on a miss).
+  size_t Get(uint64_t id, bool touch, uint64_t now_ns) {
+    auto it = index_.find(Key(id));
+    if (it == index_.end()) return 0;
+    Record* r = it->second;
+    if (touch) {
+      ++r->hits;
+      r->last_access_ns = now_ns;
+    }
+    response_.clear();
+    AppendJson(r->profile, response_);
+    if (r->referrer != nullptr) {
+      response_ += ",\"referrer\":";
+      response_ += r->referrer->profile.name;
+    }
+    // Consume the bytes, as a send would.
+    uint64_t sum = 0;
+    for (size_t i = 0; i < response_.size(); i += 64) sum += response_[i];
+    checksum_ += sum;
+    return response_.size();
+  }
+
+  // A SET: the record's next version replaces it.
+  void Set(uint64_t id) {
+    auto it = index_.find(Key(id));
+    if (it == index_.end()) return;
+    Record* r = it->second;
+    ++r->version;
+    r->profile = MakeProfile(seed_, id, r->version);
+  }
+
+  uint64_t checksum() const { return checksum_; }
+
+ private:
+  uint64_t seed_;
+  std::vector<std::unique_ptr<Record>> records_;
+  std::unordered_map<std::string, Record*> index_;
+  std::string response_;
+  uint64_t checksum_ = 0;
+};
+
+int Main(int argc, char** argv) {
+  Flags flags(argc, argv);
+  uint64_t size_mb = flags.Uint("size_mb", 512);
+  uint64_t seed = flags.Uint("seed", 1);
+  uint64_t settle_s = flags.Uint("settle_s", 30);
+  uint64_t measure_s = flags.Uint("measure_s", 60);
+  double theta = flags.Double("zipf_theta", 0.99);
+  uint64_t set_percent = flags.Uint("set_percent", 5);
+  bool touch = flags.Uint("touch_on_get", 1) != 0;
+  flags.Check();
+  if (size_mb == 0 || theta <= 0 || theta >= 1 || set_percent > 100) {
+    fprintf(stderr, "kv_cache: need --size_mb > 0, 0 < --zipf_theta < 1, "
+                    "--set_percent <= 100\n");
+    return 2;
+  }
+
+  uint64_t start = NowNs();
+  PrintPhase("load");
+  Cache cache(seed);
+  uint64_t n = cache.Load(size_mb << 20);
+  printf("loaded %llu records (%llu MiB of JSON) in %.1f s\n",
+         static_cast<unsigned long long>(n), static_cast<unsigned long long>(size_mb),
+         static_cast<double>(NowNs() - start) / 1e9);
+
+  Zipf zipf(n, theta);
+  Scatter scatter(n);
+  Rng rng(seed ^ 0x5eed);
+  LatencyHistogram hist;
+  uint64_t misses = 0, gets = 0, sets = 0;
+  Ticker ticker(start);
+  uint64_t ops_total = 0;
+  for (const char* phase : {"settle", "measure"}) {
+    bool counted = strcmp(phase, "measure") == 0;
+    PrintPhase(phase);
+    uint64_t phase_start = NowNs();
+    uint64_t end = phase_start + (counted ? measure_s : settle_s) * 1'000'000'000ull;
+    uint64_t now = phase_start, ops = 0;
+    while (now < end) {
+      uint64_t id = scatter(zipf.Draw(rng));
+      bool is_set = rng.Below(100) < set_percent;
+      uint64_t t0 = now;
+      if (is_set) {
+        cache.Set(id);
+      } else if (cache.Get(id, touch, t0) == 0) {
+        ++misses;
+      }
+      now = NowNs();
+      ++ops;
+      ++ops_total;
+      if (counted) {
+        hist.Record(now - t0);
+        (is_set ? sets : gets) += 1;
+      }
+      if ((ops & 63) == 0) ticker.Maybe(now, ops_total);
+    }
+    if (counted) {
+      char extra[256];
+      snprintf(extra, sizeof(extra),
+               ", \"gets\": %llu, \"sets\": %llu, \"misses\": %llu, \"records\": %llu, "
+               "\"checksum\": %llu",
+               static_cast<unsigned long long>(gets), static_cast<unsigned long long>(sets),
+               static_cast<unsigned long long>(misses), static_cast<unsigned long long>(n),
+               static_cast<unsigned long long>(cache.checksum() & 0xffffff));
+      PrintPhase("done");
+      PrintResult(ops, static_cast<double>(now - phase_start) / 1e9, hist, extra);
+    }
+  }
+  return misses == 0 ? 0 : 1;
+}
+
+}  // namespace
+}  // namespace coldheap::bench
+
+int main(int argc, char** argv) { return coldheap::bench::Main(argc, argv); }
