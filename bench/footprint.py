@@ -85,6 +85,7 @@ CSV_FIELDS = [
     "t_s", "phase", "rss_kib", "pss_kib", "pool_total_size", "stored_pages",
     "same_filled_pages", "evicted_pages", "refaults", "evictor_cpu_us",
     "handler_cpu_us", "process_cpu_s", "ops_per_s", "compressed_bytes",
+    "driver_cpu_s", "system_busy_s", "steal_s",
 ]
 MIB = 1024.0 * 1024.0
 
@@ -160,6 +161,19 @@ def read_process_cpu_s(pid):
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def read_system_cpu():
+    """(busy_s, steal_s) of the whole machine since boot, from /proc/stat."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    # user nice system idle iowait irq softirq steal [guest guest_nice]
+    busy = sum(fields[:8]) - fields[3] - fields[4]
+    steal = fields[7] if len(fields) > 7 else 0
+    return busy / CLK_TCK, steal / CLK_TCK
+
+
 def read_stats_file(path):
     """The shim's "name value" lines as a dict of numbers; {} if absent."""
     try:
@@ -205,6 +219,7 @@ class Sampler(threading.Thread):
         self.samples = []
         self.stop_event = threading.Event()
         self.last_stats = {}
+        self.driver_pid = None  # the load generator, when it is another process
 
     def sample_once(self):
         mem = read_smaps_rollup(self.pid)
@@ -217,6 +232,8 @@ class Sampler(threading.Thread):
         else:
             stats = self.last_stats
         cpu = read_process_cpu_s(self.pid)
+        driver_cpu = read_process_cpu_s(self.driver_pid) if self.driver_pid else None
+        system = read_system_cpu()
         with self.state.lock:
             phase = self.state.phase
             ops = self.state.ops_per_s
@@ -235,6 +252,9 @@ class Sampler(threading.Thread):
             "process_cpu_s": "" if cpu is None else round(cpu, 3),
             "ops_per_s": ops,
             "compressed_bytes": stats.get("compressed_bytes", ""),
+            "driver_cpu_s": "" if driver_cpu is None else round(driver_cpu, 3),
+            "system_busy_s": "" if system is None else round(system[0], 2),
+            "steal_s": "" if system is None else round(system[1], 2),
         })
         return True
 
@@ -400,6 +420,8 @@ def one_run(args, run, tag, out_dir):
         if server is None:
             measured_pid = driver.pid
         sampler = Sampler(measured_pid, t0, args.sample_ms / 1000.0, state)
+        if server is not None:
+            sampler.driver_pid = driver.pid
         sampler.start()
         reader = threading.Thread(target=read_workload_output,
                                   args=(driver, t0, state, log), daemon=True)
@@ -431,6 +453,34 @@ def one_run(args, run, tag, out_dir):
         note = "the workload exited with status %s%s" % (
             driver.returncode, ": " + err.strip().splitlines()[-1] if err.strip() else "")
     return sampler.samples, state, ok, note
+
+
+def load_run(args, run, tag, out_dir):
+    """A run made earlier, read back from its CSV and log (--report_only)."""
+    state = RunState()
+    samples = []
+    path = os.path.join(out_dir, "%s-%s.csv" % (args.workload, tag))
+    try:
+        with open(path, newline="") as fh:
+            for row in csv.DictReader(fh):
+                row["t_s"] = float(row["t_s"])
+                row["rss_kib"] = int(row["rss_kib"])
+                row["pss_kib"] = int(row["pss_kib"])
+                for k in CSV_FIELDS:
+                    row.setdefault(k, "")
+                samples.append(row)
+                state.phase_times.setdefault(row["phase"], row["t_s"])
+    except OSError as e:
+        return [], state, False, "no earlier run: %s" % e
+    try:
+        with open(os.path.join(out_dir, "%s-%s.log" % (args.workload, tag))) as fh:
+            for line in fh:
+                if line.startswith("RESULT "):
+                    state.result = json.loads(line[len("RESULT "):])
+    except (OSError, ValueError):
+        pass
+    ok = state.result is not None
+    return samples, state, ok, "" if ok else "no RESULT line in the earlier run's log"
 
 
 # ---------------------------------------------------------------- figures
@@ -481,6 +531,20 @@ def summarize(samples, state, run, stats_file):
         pa, pb = num(first["process_cpu_s"]), num(last["process_cpu_s"])
         if pa is not None and pb is not None and span > 0:
             f["process_cpu_measure_pct"] = (pb - pa) / span * 100.0
+            # What else ran on the machine: all CPUs' busy time less the
+            # measured process and its load generator.
+            sa, sb = num(first.get("system_busy_s")), num(last.get("system_busy_s"))
+            if sa is not None and sb is not None:
+                da, db = num(first.get("driver_cpu_s")), num(last.get("driver_cpu_s"))
+                driver = (db - da) if da is not None and db is not None else 0.0
+                f["other_cpu_measure_pct"] = max(0.0, (sb - sa) - (pb - pa) - driver) / span * 100
+                ta, tb = num(first.get("steal_s")), num(last.get("steal_s"))
+                if ta is not None and tb is not None:
+                    f["steal_measure_pct"] = (tb - ta) / span * 100
+            ops = (state.result or {}).get("ops_per_s")
+            if ops:
+                # Less noisy than throughput on a shared 2-vCPU machine.
+                f["process_cpu_us_per_op"] = (pb - pa) / span / ops * 1e6
     final = read_stats_file(stats_file) if stats_file else {}
     if not final and samples and num(samples[-1]["evictor_cpu_us"]) is not None:
         final = {k: num(samples[-1][k]) for k in ("evictor_cpu_us", "handler_cpu_us")}
@@ -595,6 +659,10 @@ def markdown_table(args, figures, png_name):
         lambda f: f.get("coldheap_cpu_measure_pct"), 2, compare=False)
     row("measured process CPU in the measure phase (% of one core)",
         lambda f: f.get("process_cpu_measure_pct"), 1)
+    row("measured process CPU per operation (us; all its threads, the shim's included)",
+        lambda f: f.get("process_cpu_us_per_op"), 2)
+    row("other CPU load on the machine in the measure phase (% of one core; noise)",
+        lambda f: f.get("other_cpu_measure_pct"), 1, compare=False)
     text = [head, sep] + rows
     text.append("")
     text.append("Plot: `%s`" % png_name)
@@ -702,6 +770,9 @@ def parse_args(argv):
     p.add_argument("--out", help="output directory")
     p.add_argument("--bin_dir", help="where bench/* and shim/libcoldheap.so were built")
     p.add_argument("--shim", help="libcoldheap.so (default: from --bin_dir)")
+    p.add_argument("--report_only", action="store_true",
+                   help="run nothing: rebuild the table, JSON and plot from the CSVs and "
+                        "logs an earlier run with the same flags left in --out")
     p.add_argument("--redis_server", default="/usr/bin/redis-server")
     p.add_argument("--memcached", default="/usr/bin/memcached")
     args = p.parse_args(argv)
@@ -734,7 +805,7 @@ def main(argv):
         needed.append(os.path.join(args.bin_dir, "bench",
                                    "kv_cache" if args.workload == "kv_cache"
                                    else "sqlite_workload"))
-    for path in needed:
+    for path in [] if args.report_only else needed:
         if not os.path.exists(path):
             print("footprint: %s not found (build with bazel build //bench:footprint, "
                   "install with third_party/install_deps.sh)" % path, file=sys.stderr)
@@ -752,12 +823,15 @@ def main(argv):
             print("footprint: %s, %s%s ..." % (
                 args.workload, RUN_LABELS[run],
                 "" if args.repeat == 1 else " (%d of %d)" % (rep, args.repeat)), flush=True)
-            samples, state, ok, note = one_run(args, run, tag, args.out)
             path = os.path.join(args.out, "%s-%s.csv" % (args.workload, tag))
-            with open(path, "w", newline="") as fh:
-                w = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
-                w.writeheader()
-                w.writerows(samples)
+            if args.report_only:
+                samples, state, ok, note = load_run(args, run, tag, args.out)
+            else:
+                samples, state, ok, note = one_run(args, run, tag, args.out)
+                with open(path, "w", newline="") as fh:
+                    w = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
+                    w.writeheader()
+                    w.writerows(samples)
             first_csv.setdefault(run, path)
             stats_file = run_env(args, run, args.out, tag).get("COLDHEAP_STATS")
             f = summarize(samples, state, run, stats_file)

@@ -4,12 +4,19 @@
 #   bench/run_all_footprint.sh                 every experiment below
 #   bench/run_all_footprint.sh redis sqlite    some; RESULTS.md is rebuilt
 #                                              from every result present
+#   bench/run_all_footprint.sh --report        runs nothing: rebuilds the
+#                                              tables, plots and RESULTS.md
 # The shim and the workloads are built once and copied aside, so a rebuild
 # by someone else during the ~40 minutes cannot change what is measured;
 # RESULTS.md records their SHA-256 and the git state.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
+report_only=0
+if [[ ${1:-} == --report ]]; then
+  report_only=1
+  shift
+fi
 third_party/install_deps.sh
 bazel build //shim:libcoldheap.so //bench:kv_cache //bench:kv_client \
   //bench:sqlite_workload //bench:record_gen_check
@@ -36,15 +43,30 @@ declare -A flags=(
 )
 chosen=("$@")
 ((${#chosen[@]})) || chosen=("${names[@]}")
+((report_only == 0)) || chosen=()
 mkdir -p bench/results
 for n in "${chosen[@]}"; do
   [[ -n ${flags[$n]:-} ]] || { echo "unknown experiment $n (known: ${names[*]})" >&2; exit 2; }
   cmd="/usr/bin/python3 bench/footprint.py ${flags[$n]} --out=bench/results/$n"
   echo "$cmd" >"bench/results/$n.command"
+  {
+    echo "libcoldheap.so sha256 $(sha256sum "$snap/shim/libcoldheap.so" | cut -d' ' -f1)"
+    echo "git $(git rev-parse --short HEAD 2>/dev/null || echo unknown), $(git status --short -- shim pool policy 2>/dev/null | wc -l) uncommitted file(s) in shim/ pool/ policy/"
+    echo "date $(date -u '+%Y-%m-%d %H:%M UTC')"
+  } >"bench/results/$n.build"
   echo "== $cmd"
   # shellcheck disable=SC2086
   /usr/bin/python3 bench/footprint.py ${flags[$n]} --out="bench/results/$n" \
     --bin_dir="$snap" || echo "== $n: the runner reported a failure"
+done
+
+# Every result present, re-rendered with the current runner (same table
+# format everywhere; nothing is run again).
+for n in "${names[@]}"; do
+  [[ -d bench/results/$n ]] || continue
+  # shellcheck disable=SC2086
+  /usr/bin/python3 bench/footprint.py ${flags[$n]} --out="bench/results/$n" \
+    --report_only >/dev/null || echo "== $n: could not re-render"
 done
 
 corpus=$(bazel-bin/bench/record_gen_check | head -2)
@@ -78,9 +100,10 @@ out.append("## Machine\n")
 out.append("- kernel %s, %s vCPUs (%s), %s GiB RAM, %s" % (
     platform.release(), os.cpu_count(), cpu, mem, sh(". /etc/os-release; echo $PRETTY_NAME")))
 out.append("- packages: " + "; ".join(versions.splitlines()))
-out.append("- coldheap: git %s%s; libcoldheap.so sha256 %s" % (
+out.append("- coldheap measured: see each experiment's `Build:` line (git commit, "
+           "libcoldheap.so sha256, date); the tree now: git %s%s" % (
     git_head, " with %s uncommitted file(s) in shim/ pool/ policy/" % git_dirty
-    if git_dirty != "0" else "", shim_sha[:16]))
+    if git_dirty != "0" else ""))
 out.append("- records (bench/record_gen.h), `bazel run //bench:record_gen_check`:")
 for line in corpus.splitlines():
     out.append("  - " + line)
@@ -121,8 +144,11 @@ for name in names:
     cmd = open(cpath).read().strip() if os.path.exists(cpath) else "?"
     out.append("## %s\n" % name)
     out.append("Command: `%s`\n" % cmd)
+    bpath = os.path.join(res, name + ".build")
+    if os.path.exists(bpath):
+        out.append("Build: " + "; ".join(open(bpath).read().split("\n")).strip("; ") + "\n")
     out.append(data["settings"] + "\n")
-    md = open(os.path.join(res, w, w + ".md")).read()
+    md = open(os.path.join(res, name, w + ".md")).read()
     md = md.split("\n", 2)[2] if md.startswith("workload") else md
     md = "\n".join(l for l in md.splitlines() if not l.startswith("Plot: "))
     out.append(md.strip() + "\n")
@@ -133,11 +159,16 @@ for name in names:
         ta = figs["with"].get("result", {}).get("ops_per_s")
         tb = figs["without"].get("result", {}).get("ops_per_s")
         if a and b and ta and tb:
+            ca = figs["with"].get("process_cpu_us_per_op")
+            cb = figs["without"].get("process_cpu_us_per_op")
+            reps = len(figs["with"].get("repetitions", [1]))
             out.append("Targets: footprint with/without %.0f%% (target <= %.0f%%: %s); "
-                       "GET throughput %.0f%% (target >= %.0f%%: %s). Kernel zswap, for "
-                       "reference: 65%% at 88%%.\n" % (
+                       "GET throughput %.0f%% (target >= %.0f%%: %s; %d repetition(s) on a "
+                       "noisy shared machine%s). Kernel zswap, for reference: 65%% at 88%%.\n" % (
                            100 * a / b, 100 * fp, "met" if a / b <= fp else "NOT met",
-                           100 * ta / tb, 100 * tp, "met" if ta / tb >= tp else "NOT met"))
+                           100 * ta / tb, 100 * tp, "met" if ta / tb >= tp else "NOT met",
+                           reps, "; server CPU per GET %.0f%% of without's" % (100 * ca / cb)
+                           if ca and cb else ""))
     out.append("Plot: `bench/results/%s/%s.png`; samples: `bench/results/%s/%s-*.csv`.\n"
                % (name, w, name, w))
     out.append("![%s](results/%s/%s.png)\n" % (name, name, w))
