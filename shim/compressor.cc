@@ -2,9 +2,9 @@
 
 #include <lz4.h>
 #define ZSTD_STATIC_LINKING_ONLY  // ZSTD_initStatic*, ZSTD_estimate*
-#include <sys/mman.h>
 #include <zstd.h>
 
+#include "shim/os.h"
 #include "shim/page_table.h"
 
 namespace coldheap::shim {
@@ -15,7 +15,7 @@ constexpr int kZstdLevel = 1;
 }  // namespace
 
 Compressor::~Compressor() {
-  if (workspace_ != nullptr) munmap(workspace_, workspace_bytes_);
+  if (workspace_ != nullptr) (void)os::Release(workspace_, workspace_bytes_);
 }
 
 bool Compressor::Init(CompressorKind kind) {
@@ -25,9 +25,9 @@ bool Compressor::Init(CompressorKind kind) {
   size_t cbytes = ZSTD_estimateCCtxSize(kZstdLevel);
   size_t dbytes = ZSTD_estimateDCtxSize();
   workspace_bytes_ = (cbytes + dbytes + kPageSize - 1) & ~(kPageSize - 1);
-  void* ws = mmap(nullptr, workspace_bytes_, PROT_READ | PROT_WRITE,
-                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (ws == MAP_FAILED) return false;
+  os::OsResult<void*> reserved = os::Reserve(workspace_bytes_);
+  if (!reserved.ok()) return false;
+  void* ws = reserved.value;
   workspace_ = ws;
   cctx_ = ZSTD_initStaticCCtx(ws, cbytes);
   dctx_ = ZSTD_initStaticDCtx(static_cast<char*>(ws) + cbytes, dbytes);
