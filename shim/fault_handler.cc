@@ -110,8 +110,12 @@ void FaultHandlers::Serve(Handler& h, uintptr_t address) {
         if (!PageTable::Claim(e, word, PageState::kRestoring)) continue;
         return FillUntouched(index);
       case PageState::kResident:
-        CopyIn(index, kZeros, 1);
-        return;
+        // A duplicate event, or the program dropped the page itself. Claim it
+        // first: the word just read may be stale, and if the evictor moved
+        // the page out meanwhile, zeros must not land in the hole it left.
+        if (!PageTable::Claim(e, word, PageState::kRestoring)) continue;
+        if (!CopyIn(index, kZeros, 1)) return Abandon(index, 1, &word);
+        return Finish(index, 1);
       case PageState::kClaimed:
         CpuRelax();  // the evictor is moving it; that takes microseconds
         continue;
