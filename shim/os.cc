@@ -194,6 +194,35 @@ OsResult<size_t> FirstPagePresent(int uffd, void* dst, size_t len,
   return {kPageSize, len > kPageSize ? EAGAIN : 0};
 }
 
+// Kernel 6.18 moves runs of pages in batches, and a batch can move pages
+// that the ioctl then does not count: its internal retry finds them at dst
+// and fails with EEXIST (seen as lost pages: the caller thought them still
+// in place). The page tables are the truth: after the counted bytes, a page
+// present at dst whose source is empty was moved. Callers own both ranges
+// (dst empty before the move, src claimed so nothing refills it), so that
+// cannot be a page that was there already.
+OsResult<size_t> CountUnreportedMoves(char* dst, char* src, size_t len,
+                                      OsResult<size_t> reported) {
+  constexpr size_t kChunk = 64;
+  size_t done = reported.value;
+  while (done < len) {
+    unsigned char at_dst[kChunk];
+    unsigned char at_src[kChunk];
+    size_t pages = (len - done) / kPageSize;
+    if (pages > kChunk) pages = kChunk;
+    if (mincore(dst + done, pages * kPageSize, at_dst) != 0 ||
+        mincore(src + done, pages * kPageSize, at_src) != 0) {
+      break;
+    }
+    size_t moved = 0;
+    while (moved < pages && (at_dst[moved] & 1) && !(at_src[moved] & 1)) ++moved;
+    done += moved * kPageSize;
+    if (moved < pages) break;
+  }
+  if (done == reported.value) return reported;
+  return {done, done == len ? 0 : EAGAIN};
+}
+
 }  // namespace
 
 const char* ErrnoName(int error) {
@@ -354,7 +383,10 @@ OsResult<size_t> Move(int uffd, void* dst, void* src, size_t len,
   move.len = len;
   move.mode = mode;
   const int ret = ioctl(uffd, UFFDIO_MOVE, &move);
-  return FillResult(ret, errno, move.move, len);
+  const OsResult<size_t> r = FillResult(ret, errno, move.move, len);
+  if (r.ok()) return r;
+  return CountUnreportedMoves(static_cast<char*>(dst), static_cast<char*>(src),
+                              len, r);
 }
 
 OsStatus WriteProtect(int uffd, void* addr, size_t len, bool protect,

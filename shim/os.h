@@ -204,7 +204,9 @@ OsResult<size_t> ZeroPage(int uffd, void* dst, size_t len, uint64_t mode = 0);
 // `value`: bytes moved. `error`: EAGAIN (stopped early, carry on), EBUSY (the
 // next page is shared copy-on-write, see above: copy it instead), EEXIST (dst
 // not empty), ENOENT (a hole without ALLOW_SRC_HOLES), EINVAL (ranges not
-// movable, e.g. dst not registered).
+// movable, e.g. dst not registered). `value` is checked against the page
+// tables when the kernel reports an error: pages it moved without counting
+// them are counted (and the error becomes EAGAIN, or none if all moved).
 OsResult<size_t> Move(int uffd, void* dst, void* src, size_t len,
                       uint64_t mode = 0);
 

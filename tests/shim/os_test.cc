@@ -501,6 +501,35 @@ TEST_F(UffdTest, MoveFromHolesNeedsAllowSrcHoles) {
   EXPECT_EQ(PresentPages(Page(30), 4), std::vector<size_t>{});
 }
 
+// Kernel 6.18 can move pages and not count them (the ioctl's internal retry
+// then finds them at dst: EEXIST). The state it leaves, built here by hand:
+// the first two pages already at dst, their sources empty. Move must count
+// them, or its caller believes they are still in place and loses them.
+TEST_F(UffdTest, MoveCountsPagesTheKernelMovedWithoutCountingThem) {
+  static const PageOf kMovedA(0x41), kMovedB(0x42), kStillC(0x43), kStillD(0x44);
+  char* staging = ReserveRegistered(4);
+  ASSERT_NE(staging, nullptr);
+  ASSERT_TRUE(Copy(uffd_.fd, staging, kMovedA.bytes, kPage).ok());
+  ASSERT_TRUE(Copy(uffd_.fd, staging + kPage, kMovedB.bytes, kPage).ok());
+  ASSERT_TRUE(Copy(uffd_.fd, Page(42), kStillC.bytes, kPage).ok());
+  ASSERT_TRUE(Copy(uffd_.fd, Page(43), kStillD.bytes, kPage).ok());
+
+  OsResult<size_t> r = Move(uffd_.fd, staging, Page(40), 4 * kPage);
+  EXPECT_EQ(r.error, EAGAIN) << ErrnoName(r.error);  // carry on after them
+  EXPECT_EQ(r.value, 2 * kPage);
+  r = Move(uffd_.fd, staging + 2 * kPage, Page(42), 2 * kPage);
+  ASSERT_TRUE(r.ok()) << ErrnoName(r.error);
+  EXPECT_TRUE(PageIs(staging, 0x41));
+  EXPECT_TRUE(PageIs(staging + 3 * kPage, 0x44));
+  EXPECT_EQ(PresentPages(Page(40), 4), std::vector<size_t>{});
+
+  // A page already at dst while its source is still there is no move.
+  ASSERT_TRUE(Copy(uffd_.fd, Page(44), kStillC.bytes, kPage).ok());
+  r = Move(uffd_.fd, staging, Page(44), kPage);
+  EXPECT_EQ(r.error, EEXIST) << ErrnoName(r.error);
+  EXPECT_EQ(r.value, 0u);
+}
+
 // A page shared copy-on-write with a forked child cannot be moved (EBUSY).
 // It stays so after the child exits, until the parent writes it.
 TEST_F(UffdTest, MoveOfPageSharedWithForkedChildReportsBusy) {
