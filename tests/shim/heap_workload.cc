@@ -16,6 +16,8 @@
 //   readhot MB SECONDS     a read-only hot 10% stays resident
 //   pausedlocker ROUNDS    faults served while a thread is frozen in malloc
 //   mutex THREADS          mutexes and condition variables in evicted objects
+//   churn THREADS SECONDS  malloc/realloc/free of mixed sizes, every block
+//                          checked before it changes, while pages move out
 #include <fcntl.h>
 #include <jemalloc/jemalloc.h>
 #include <pthread.h>
@@ -26,6 +28,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -366,6 +369,62 @@ int ModePurge(size_t mb) {
   return 0;
 }
 
+// An allocator-heavy program: each thread keeps a table of blocks from 16 B
+// to 4 MiB and replaces, reallocates or frees a random one at a time, so
+// pages are written while they are moved out, and jemalloc splits, merges
+// and purges extents under the evictor. Every block is checked before it
+// changes and all of them at the end: a page lost by any path shows here.
+int ModeChurn(int threads, int seconds) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+  auto size_of = [](uint64_t r) -> size_t {
+    uint64_t k = r % 100;
+    if (k < 60) return 16 + (r >> 8) % 2000;
+    if (k < 90) return 4096 + (r >> 8) % 60000;
+    if (k < 99) return 100000 + (r >> 8) % 900000;
+    return 1000000 + (r >> 8) % 3000000;
+  };
+  std::vector<std::thread> workers;
+  for (int t = 0; t < threads; ++t) {
+    workers.emplace_back([&, t] {
+      std::vector<Block> table(1500, Block{nullptr, 0, 0});
+      uint64_t rng = 0x2545F4914F6CDD1Dull * (t + 1);
+      uint64_t seed = 10'000'000ull * (t + 1);
+      while (std::chrono::steady_clock::now() < deadline) {
+        rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+        Block& b = table[rng % table.size()];
+        if (b.data != nullptr) Verify(b.data, b.size, b.seed, "churn: before change");
+        switch ((rng >> 32) % 10) {
+          case 0:
+            free(b.data);
+            b = Block{nullptr, 0, 0};
+            continue;
+          case 1: case 2: case 3:
+            if (b.data != nullptr) {
+              size_t size = size_of(rng >> 16);
+              b.data = static_cast<uint8_t*>(realloc(b.data, size));
+              Verify(b.data, std::min(size, b.size), b.seed, "churn: realloc");
+              b.size = size;
+              break;
+            }
+            [[fallthrough]];
+          default:
+            free(b.data);
+            b.size = size_of(rng >> 16);
+            b.data = static_cast<uint8_t*>(malloc(b.size));
+        }
+        b.seed = ++seed;
+        Fill(b.data, b.size, b.seed);
+      }
+      for (Block& b : table) {
+        if (b.data != nullptr) Verify(b.data, b.size, b.seed, "churn: final");
+        free(b.data);
+      }
+    });
+  }
+  for (auto& w : workers) w.join();
+  return 0;
+}
+
 // Mutexes and condition variables inside heap objects that get evicted:
 // their futex words are read and written by the kernel (invariant 2),
 // including while a thread sleeps in the kernel on an evicted condition
@@ -505,5 +564,8 @@ int main(int argc, char** argv) {
   if (mode == "realloc") return ModeRealloc(arg(2, 16));
   if (mode == "purge") return ModePurge(arg(2, 16));
   if (mode == "mutex") return ModeMutex(static_cast<int>(arg(2, 4)));
+  if (mode == "churn") {
+    return ModeChurn(static_cast<int>(arg(2, 2)), static_cast<int>(arg(3, 20)));
+  }
   Fail("unknown mode " + mode);
 }
