@@ -381,39 +381,38 @@ int ModeChurn(int threads, int seconds) {
     if (k < 60) return 16 + (r >> 8) % 2000;
     if (k < 90) return 4096 + (r >> 8) % 60000;
     if (k < 99) return 100000 + (r >> 8) % 900000;
-    return 1000000 + (r >> 8) % 3000000;
+    return 1000000 + (r >> 8) % 4000000;
   };
   std::vector<std::thread> workers;
   for (int t = 0; t < threads; ++t) {
     workers.emplace_back([&, t] {
-      std::vector<Block> table(1500, Block{nullptr, 0, 0});
+      std::vector<Block> table(2000, Block{nullptr, 0, 0});
       uint64_t rng = 0x2545F4914F6CDD1Dull * (t + 1);
       uint64_t seed = 10'000'000ull * (t + 1);
-      while (std::chrono::steady_clock::now() < deadline) {
+      for (uint64_t op = 1; std::chrono::steady_clock::now() < deadline; ++op) {
         rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
         Block& b = table[rng % table.size()];
         if (b.data != nullptr) Verify(b.data, b.size, b.seed, "churn: before change");
-        switch ((rng >> 32) % 10) {
-          case 0:
-            free(b.data);
-            b = Block{nullptr, 0, 0};
-            continue;
-          case 1: case 2: case 3:
-            if (b.data != nullptr) {
-              size_t size = size_of(rng >> 16);
-              b.data = static_cast<uint8_t*>(realloc(b.data, size));
-              Verify(b.data, std::min(size, b.size), b.seed, "churn: realloc");
-              b.size = size;
-              break;
-            }
-            [[fallthrough]];
-          default:
-            free(b.data);
-            b.size = size_of(rng >> 16);
-            b.data = static_cast<uint8_t*>(malloc(b.size));
+        uint64_t kind = (rng >> 32) % 10;
+        if (kind == 9) {
+          free(b.data);
+          b = Block{nullptr, 0, 0};
+        } else if (kind >= 6 && b.data != nullptr) {
+          size_t size = size_of(rng >> 16);
+          b.data = static_cast<uint8_t*>(realloc(b.data, size));
+          Verify(b.data, std::min(size, b.size), b.seed, "churn: realloc");
+          b.size = size;
+        } else {
+          free(b.data);
+          b.size = size_of(rng >> 16);
+          b.data = static_cast<uint8_t*>(malloc(b.size));
         }
-        b.seed = ++seed;
-        Fill(b.data, b.size, b.seed);
+        if (b.data != nullptr) Fill(b.data, b.size, b.seed = ++seed);
+        if (op % 20000 == 0) {
+          for (const Block& x : table) {
+            if (x.data != nullptr) Verify(x.data, x.size, x.seed, "churn: sweep");
+          }
+        }
       }
       for (Block& b : table) {
         if (b.data != nullptr) Verify(b.data, b.size, b.seed, "churn: final");
