@@ -15,8 +15,10 @@
 //   measure  --measure_s seconds of the same mix, counted: throughput and
 //            per-operation latency.
 // The request mix: key popularity is Zipfian (--zipf_theta, 0.99 as YCSB)
-// over all keys, ranks scattered over the key space (popular keys are not
-// the first loaded); --set_percent of requests replace a record with its
+// over a hot set of --hot_percent of the keys (default 100: all of them;
+// the rest are never asked for again after the load, as old entries of a
+// cache that nobody evicts), ranks scattered over the key space (popular
+// keys are not the first loaded); --set_percent of requests replace a record with its
 // next version (new strings, old ones freed); the rest are GETs, which look
 // the key up, bump the record's hit count and last-access time (as redis's
 // LRU clock and memcached's item time do: a small write to the record's
@@ -129,10 +131,12 @@ int Main(int argc, char** argv) {
   double theta = flags.Double("zipf_theta", 0.99);
   uint64_t set_percent = flags.Uint("set_percent", 5);
   bool touch = flags.Uint("touch_on_get", 1) != 0;
+  uint64_t hot_percent = flags.Uint("hot_percent", 100);
   flags.Check();
-  if (size_mb == 0 || theta <= 0 || theta >= 1 || set_percent > 100) {
+  if (size_mb == 0 || theta <= 0 || theta >= 1 || set_percent > 100 ||
+      hot_percent == 0 || hot_percent > 100) {
     fprintf(stderr, "kv_cache: need --size_mb > 0, 0 < --zipf_theta < 1, "
-                    "--set_percent <= 100\n");
+                    "--set_percent <= 100, 0 < --hot_percent <= 100\n");
     return 2;
   }
 
@@ -144,8 +148,9 @@ int Main(int argc, char** argv) {
          static_cast<unsigned long long>(n), static_cast<unsigned long long>(size_mb),
          static_cast<double>(NowNs() - start) / 1e9);
 
-  Zipf zipf(n, theta);
-  Scatter scatter(n);
+  uint64_t hot = n * hot_percent / 100;
+  Zipf zipf(hot > 0 ? hot : 1, theta);
+  Scatter scatter(n);  // hot ranks land anywhere among all n keys
   Rng rng(seed ^ 0x5eed);
   LatencyHistogram hist;
   uint64_t misses = 0, gets = 0, sets = 0;
