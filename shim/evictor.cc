@@ -534,6 +534,67 @@ void Evictor::FreeDiscarded(size_t index) {
   heap_->stats->discarded_pages.fetch_add(1, std::memory_order_relaxed);
 }
 
+size_t Evictor::RestoreAllInPlace() {
+  size_t used = heap_->region->used_pages();
+  size_t restored = 0;
+  for (size_t i = 0; i < used; ++i) {
+    PageEntry& e = heap_->table->at(i);
+    PageWord was = PageTable::Load(e);
+    if (was.state == PageState::kDiscarded || was.state == PageState::kDiscardedSlot) {
+      FreeDiscardedPayload(*heap_, was.state, e.payload);
+      PageTable::Publish(e, PageState::kUntouched);
+    } else if (RestoreInPlace(e, was, heap_->region->PageAddress(i))) {
+      e.age.store(0, std::memory_order_relaxed);
+      PageTable::Publish(e, PageState::kResident);
+      ++restored;
+    }
+  }
+  (void)os::DontNeed(heap_->staging.base, Staging::kSlots * kPageSize);
+  return restored;
+}
+
+// Writes the bytes of an evicted page to `page` and gives back its evicted
+// copy; false if the page was not evicted.
+bool Evictor::RestoreInPlace(PageEntry& e, PageWord was, char* page) {
+  Stats& stats = *heap_->stats;
+  bool ok = true;
+  switch (was.state) {
+    case PageState::kStaged:
+      memcpy(page, heap_->staging.Slot(e.payload), kPageSize);
+      return true;
+    case PageState::kSameFilled: {
+      auto* words = reinterpret_cast<uint64_t*>(page);
+      for (size_t k = 0; k < kPageSize / sizeof(uint64_t); ++k) words[k] = e.payload;
+      stats.same_filled_pages.fetch_sub(1, std::memory_order_relaxed);
+      return true;
+    }
+    case PageState::kCompressed: {
+      {
+        pool::MappedObject object(*heap_->pool, e.payload, pool::MapMode::kReadOnly);
+        ok = compressor_.Decompress(
+            static_cast<char*>(object.data()) + sizeof(ObjectHeader), was.size, page);
+      }
+      heap_->pool->Free(e.payload);
+      stats.stored_pages.fetch_sub(1, std::memory_order_relaxed);
+      stats.compressed_bytes.fetch_sub(was.size, std::memory_order_relaxed);
+      break;
+    }
+    case PageState::kWrittenBack:
+      ok = heap_->writeback->Read(e.payload, out_, was.size) &&
+           compressor_.Decompress(out_, was.size, page);
+      heap_->writeback->Release(e.payload);
+      stats.file_pages.fetch_sub(1, std::memory_order_relaxed);
+      break;
+    default:
+      return false;
+  }
+  if (!ok) {
+    LogLine(LogLevel::kError, {"corrupt compressed page; aborting"});
+    abort();
+  }
+  return true;
+}
+
 // Also compacts the pool: cheap when there is nothing to move, and without
 // it churn leaves zspages sparsely used (zsmalloc packs at ~1.10 instead of
 // ~1.04 after sustained store/free).

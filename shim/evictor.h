@@ -83,6 +83,12 @@ class Evictor {
   // One full pass. The thread calls it each interval.
   void Pass();
 
+  // In a forked child that cannot watch its heap (the region unregistered,
+  // no shim thread running): writes every evicted page back in place and
+  // frees its evicted copy, so the child goes on with all its data on plain
+  // jemalloc. Returns the number of pages restored.
+  size_t RestoreAllInPlace();
+
  private:
   static void* ThreadMain(void* arg);
   void ScanWrites();
@@ -103,6 +109,7 @@ class Evictor {
   void MoveBack(size_t slot, PageEntry& e);
   void WaitForStolenSlots(size_t first, size_t count);
   void FreeDiscarded(size_t index);
+  bool RestoreInPlace(PageEntry& e, PageWord was, char* page);
   void RefreshGauges();
   void WriteStatsFiles();
 

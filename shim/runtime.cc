@@ -17,14 +17,18 @@
 // held. The child gets a fresh userfaultfd over the same region (the parent's
 // registration does not survive fork without EVENT_FORK, which needs
 // CAP_SYS_PTRACE) and fresh threads; its evicted pages are still described by
-// its copy of the page table and the pool. vfork and posix_spawn share the
-// parent's address space and are served by the parent's handlers.
+// its copy of the page table and the pool. A child that cannot get its own
+// userfaultfd (e.g. a daemon that dropped the right before forking workers)
+// has every evicted page written back in place and runs on plain jemalloc.
+// vfork and posix_spawn share the parent's address space and are served by
+// the parent's handlers.
 #include <pthread.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 #include <new>
 
+#include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 
 #include "pool/default_registry.h"
@@ -65,29 +69,29 @@ void Disable(absl::string_view why) {
   LogLine(LogLevel::kError, {"disabled, running on plain jemalloc: ", why});
 }
 
-// Userfaultfd and its registrations; false (having said why) on failure.
-bool WatchRegion(Runtime& rt) {
+// Userfaultfd and its registrations. On failure the userfaultfd is closed,
+// which unregisters what was registered: a watched range that nobody serves
+// would hang its next touch.
+absl::Status WatchRegion(Runtime& rt) {
   absl::StatusOr<os::Userfaultfd> uffd = os::OpenUserfaultfd(
       {.required_features = UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_MOVE});
-  if (!uffd.ok()) {
-    Disable(uffd.status().message());
-    return false;
-  }
+  if (!uffd.ok()) return uffd.status();
   rt.heap.uffd = uffd->fd;
   if (!os::Register(uffd->fd, rt.region.base(), rt.region.bytes()).ok() ||
       !os::Register(uffd->fd, rt.heap.staging.base,
                     Staging::kSlots * kPageSize, UFFDIO_REGISTER_MODE_MISSING)
            .ok()) {
-    Disable("UFFDIO_REGISTER of the region failed");
-    return false;
+    (void)os::CloseFd(uffd->fd);
+    return absl::UnavailableError("UFFDIO_REGISTER of the region failed");
   }
   absl::StatusOr<int> pagemap = os::OpenPagemap();
   if (!pagemap.ok() || !os::PagemapScanSupported(*pagemap)) {
-    Disable("PAGEMAP_SCAN unavailable (Linux 6.7 or later needed)");
-    return false;
+    (void)os::CloseFd(uffd->fd);
+    return absl::UnavailableError(
+        "PAGEMAP_SCAN unavailable (Linux 6.7 or later needed)");
   }
   rt.pagemap_fd = *pagemap;
-  return true;
+  return absl::OkStatus();
 }
 
 // jemalloc caches address lookups in 16 slots, one per GiB, repeating every
@@ -171,11 +175,29 @@ void ParentAfterFork() {
   runtime->evictor.Resume();
 }
 
+// A forked child that could not watch its heap (e.g. a daemon that dropped
+// the right to use userfaultfd before forking workers): without a handler an
+// evicted page would read zeros, so every one is put back now, and the child
+// runs on plain jemalloc (the extent hooks stay, as cheap bookkeeping).
+void RestoreAndRunPlain(Runtime& rt, absl::string_view why) {
+  rt.active = false;
+  size_t restored = rt.evictor.RestoreAllInPlace();
+  LineWriter line;
+  line.Append("forked child runs on plain jemalloc (").Append(why)
+      .Append("); its ").AppendUint(restored)
+      .Append(" evicted pages were restored in place");
+  line.Write();
+}
+
 // In the child only this thread exists, and the region is unwatched: until
 // it is registered again, a touch of an evicted page would read zeros.
 void ChildAfterFork() {
   if (runtime == nullptr || !runtime->active) return;
   Runtime& rt = *runtime;
+  // Nothing allocated here may land in the region: until the pages are
+  // watched again (or restored), a touch of an evicted one reads zeros, and
+  // a restore would overwrite what was written there.
+  ScopedInternalArena arena;
   (void)os::CloseFd(rt.heap.uffd);
   (void)os::CloseFd(rt.pagemap_fd);
   if (rt.heap.writeback != nullptr &&
@@ -189,12 +211,16 @@ void ChildAfterFork() {
   // what they had not freed yet is freed here.
   rt.handlers.DrainDeferredFrees(*rt.pool);
   new (&rt.handlers) FaultHandlers();
-  if (!WatchRegion(rt) || !rt.handlers.Start(rt.heap) ||
-      !rt.evictor.RestartInChild(rt.heap, rt.pagemap_fd)) {
-    LogLine(LogLevel::kError,
-            {"forked child could not watch its heap; aborting rather than "
-             "read zeros for evicted pages"});
-    abort();
+  absl::Status watched = WatchRegion(rt);
+  if (!watched.ok()) return RestoreAndRunPlain(rt, watched.message());
+  if (!rt.handlers.Start(rt.heap)) {
+    (void)os::CloseFd(rt.heap.uffd);
+    return RestoreAndRunPlain(rt, "could not start the fault handler threads");
+  }
+  if (!rt.evictor.RestartInChild(rt.heap, rt.pagemap_fd)) {
+    // The handlers stop when their userfaultfd closes; none is in a fault.
+    (void)os::CloseFd(rt.heap.uffd);
+    return RestoreAndRunPlain(rt, "could not start the evictor thread");
   }
 }
 
@@ -217,7 +243,11 @@ void Start() {
   rt.heap.stats = &rt.stats;
   rt.heap.handlers = &rt.handlers;
   if (!CreateInternalArena()) return Disable("jemalloc refused an arena");
-  if (!MapRegion(rt) || !WatchRegion(rt) || !CreatePool(rt)) return;
+  if (!MapRegion(rt)) return;
+  if (absl::Status watched = WatchRegion(rt); !watched.ok()) {
+    return Disable(watched.message());
+  }
+  if (!CreatePool(rt)) return;
   rt.heap.pool = rt.pool.get();
   if (!StartThreads(rt)) return;
   unsigned hooked = InstallExtentHooks(RegionExtentHooks(rt.heap));

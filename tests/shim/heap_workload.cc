@@ -8,6 +8,8 @@
 //   io MB                  read(2)/write(2)/pipe/socketpair/pread/writev on
 //                          evicted buffers
 //   fork MB                the child sees evicted pages; both keep evicting
+//   forknofd MB            a child that cannot open a userfaultfd (no free
+//                          file descriptor) still sees all its data
 //   forkshared MB          pages shared with a child are evicted in the parent
 //   forkstorm N            N children in a row, each verifying the heap
 //   spawn                  posix_spawn and vfork+exec with an evicted heap
@@ -23,6 +25,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -247,6 +250,34 @@ int ModeFork(size_t mb) {
   int status;
   waitpid(child, &status, 0);
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) Fail("fork: child failed");
+  return 0;
+}
+
+// A child that cannot watch its heap (here: RLIMIT_NOFILE of 3 leaves it no
+// file descriptor number for a userfaultfd, even after it closes the
+// parent's) must still read every evicted byte and be able to write.
+int ModeForkNoFd(size_t mb) {
+  std::vector<Block> blocks = Allocate(mb, 17);
+  WaitForEviction();
+  rlimit saved;
+  CheckIo(getrlimit(RLIMIT_NOFILE, &saved) == 0, "getrlimit");
+  rlimit low = saved;
+  low.rlim_cur = 3;  // stdin, stdout, stderr
+  CheckIo(setrlimit(RLIMIT_NOFILE, &low) == 0, "setrlimit");
+  pid_t child = fork();
+  if (child == 0) {
+    VerifyAll(blocks, "forknofd: child");
+    for (Block& b : blocks) Fill(b.data, b.size, b.seed += 3);
+    VerifyAll(blocks, "forknofd: child after rewrite");
+    _exit(0);
+  }
+  CheckIo(setrlimit(RLIMIT_NOFILE, &saved) == 0, "setrlimit back");
+  CheckIo(child > 0, "fork");
+  int status;
+  waitpid(child, &status, 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) Fail("forknofd: child failed");
+  WaitForEviction();
+  VerifyAll(blocks, "forknofd: parent");
   return 0;
 }
 
@@ -557,6 +588,7 @@ int main(int argc, char** argv) {
   if (mode == "fork") return ModeFork(arg(2, 16));
   if (mode == "readhot") return ModeReadHot(arg(2, 256), static_cast<int>(arg(3, 12)));
   if (mode == "pausedlocker") return ModePausedLocker(static_cast<int>(arg(2, 20)));
+  if (mode == "forknofd") return ModeForkNoFd(arg(2, 16));
   if (mode == "forkshared") return ModeForkShared(arg(2, 8));
   if (mode == "forkstorm") return ModeForkStorm(static_cast<int>(arg(2, 20)));
   if (mode == "spawn") return ModeSpawn();

@@ -150,6 +150,19 @@ TEST(ShimIntegration, ForkStorm) {
   ExpectEvictedAndRestored(RunWorkload({"forkstorm", "20"}));
 }
 
+// Invariants 3 and 5: a child that cannot get a userfaultfd gets its evicted
+// pages back in place and runs on plain jemalloc, with one line saying so.
+TEST(ShimIntegration, ForkedChildWithoutUserfaultfdKeepsItsData) {
+  RunResult run = RunWorkload({"forknofd", "16"});
+  ExpectEvictedAndRestored(run);
+  EXPECT_NE(run.stderr_text.find("forked child runs on plain jemalloc ("),
+            std::string::npos)
+      << run.stderr_text;
+  EXPECT_NE(run.stderr_text.find("evicted pages were restored in place"),
+            std::string::npos)
+      << run.stderr_text;
+}
+
 TEST(ShimIntegration, PosixSpawnAndVforkExec) {
   ExpectEvictedAndRestored(RunWorkload({"spawn"}));
 }
