@@ -2,6 +2,7 @@
 
 #include <linux/userfaultfd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdlib>
 
@@ -96,7 +97,14 @@ void FaultHandlers::Serve(Handler& h, uintptr_t address) {
   char* page = PageOf(address);
   if (heap_->staging.Contains(page)) {
     // Only the evictor touches staging, and only pages it moved in; a fault
-    // there would be a bug. Zero-fill rather than leave it hanging.
+    // there is a bug (a slot emptied while its page was still staged) that
+    // loses that page. Zero-fill rather than leave the reader hanging, and
+    // say so once, so that it is not silent.
+    static std::atomic<bool> said{false};
+    if (!said.exchange(true)) {
+      LogLine(LogLevel::kError,
+              {"bug: a fault in the staging area; a page read back as zeros"});
+    }
     (void)os::ZeroPage(heap_->uffd, page, kPageSize);
     return;
   }
