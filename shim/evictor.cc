@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "shim/evicted_copy.h"
 #include "shim/fault_handler.h"
 #include "shim/log.h"
 #include "shim/os.h"
@@ -556,43 +557,19 @@ size_t Evictor::RestoreAllInPlace() {
 // Writes the bytes of an evicted page to `page` and gives back its evicted
 // copy; false if the page was not evicted.
 bool Evictor::RestoreInPlace(PageEntry& e, PageWord was, char* page) {
-  Stats& stats = *heap_->stats;
-  bool ok = true;
   switch (was.state) {
     case PageState::kStaged:
       memcpy(page, heap_->staging.Slot(e.payload), kPageSize);
       return true;
-    case PageState::kSameFilled: {
-      auto* words = reinterpret_cast<uint64_t*>(page);
-      for (size_t k = 0; k < kPageSize / sizeof(uint64_t); ++k) words[k] = e.payload;
-      stats.same_filled_pages.fetch_sub(1, std::memory_order_relaxed);
-      return true;
-    }
-    case PageState::kCompressed: {
-      {
-        pool::MappedObject object(*heap_->pool, e.payload, pool::MapMode::kReadOnly);
-        ok = compressor_.Decompress(
-            static_cast<char*>(object.data()) + sizeof(ObjectHeader), was.size, page);
-      }
-      heap_->pool->Free(e.payload);
-      stats.stored_pages.fetch_sub(1, std::memory_order_relaxed);
-      stats.compressed_bytes.fetch_sub(was.size, std::memory_order_relaxed);
-      break;
-    }
+    case PageState::kSameFilled:
+    case PageState::kCompressed:
     case PageState::kWrittenBack:
-      ok = heap_->writeback->Read(e.payload, out_, was.size) &&
-           compressor_.Decompress(out_, was.size, page);
-      heap_->writeback->Release(e.payload);
-      stats.file_pages.fetch_sub(1, std::memory_order_relaxed);
-      break;
+      ReadEvictedCopy(*heap_, compressor_, e, was, page, reinterpret_cast<char*>(out_));
+      DropEvictedCopy(*heap_, e, was, /*deferred=*/nullptr);
+      return true;
     default:
       return false;
   }
-  if (!ok) {
-    LogLine(LogLevel::kError, {"corrupt compressed page; aborting"});
-    abort();
-  }
-  return true;
 }
 
 // Also compacts the pool: cheap when there is nothing to move, and without

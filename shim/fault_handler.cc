@@ -4,8 +4,8 @@
 
 #include <atomic>
 #include <cerrno>
-#include <cstdlib>
 
+#include "shim/evicted_copy.h"
 #include "shim/log.h"
 #include "shim/os.h"
 #include "shim/thread.h"
@@ -184,13 +184,17 @@ void FaultHandlers::Refault(Handler& h, size_t index, uint32_t word) {
 bool FaultHandlers::RestoreRun(Handler& h, size_t index, size_t pages,
                                const uint32_t* was) {
   for (size_t k = 0; k < pages; ++k) {
-    Restore(h, index + k, PageWord::Unpack(was[k]), h.buffer + k * kPageSize);
+    ReadEvictedCopy(*heap_, h.compressor, heap_->table->at(index + k),
+                    PageWord::Unpack(was[k]), h.buffer + k * kPageSize, h.scratch);
   }
   if (!CopyIn(index, h.buffer, pages)) {
     Abandon(index, pages, was);
     return false;
   }
-  for (size_t k = 0; k < pages; ++k) Forget(h, index + k, PageWord::Unpack(was[k]));
+  for (size_t k = 0; k < pages; ++k) {
+    DropEvictedCopy(*heap_, heap_->table->at(index + k), PageWord::Unpack(was[k]),
+                    &h.frees);
+  }
   Finish(index, pages);
   return true;
 }
@@ -209,50 +213,6 @@ size_t FaultHandlers::ClaimNeighbours(Handler& h, size_t index) {
     ++n;
   }
   return n;
-}
-
-// Writes the bytes of evicted page `index` (claimed) into `out`.
-void FaultHandlers::Restore(Handler& h, size_t index, PageWord was, char* out) {
-  const PageEntry& e = heap_->table->at(index);
-  if (was.state == PageState::kSameFilled) {
-    uint64_t value = e.payload;
-    auto* words = reinterpret_cast<uint64_t*>(out);
-    for (size_t i = 0; i < kPageSize / sizeof(uint64_t); ++i) words[i] = value;
-    return;
-  }
-  bool ok;
-  if (was.state == PageState::kWrittenBack) {
-    ok = heap_->writeback->Read(e.payload, h.scratch, was.size) &&
-         h.compressor.Decompress(h.scratch, was.size, out);
-  } else {
-    pool::MappedObject object(*heap_->pool, e.payload, pool::MapMode::kReadOnly);
-    ok = h.compressor.Decompress(
-        static_cast<char*>(object.data()) + sizeof(ObjectHeader), was.size, out);
-  }
-  if (!ok) {
-    // Our own bytes failed to decode: continuing would hand the program
-    // garbage. Stop loudly rather than corrupt its data.
-    LogLine(LogLevel::kError, {"corrupt compressed page; aborting"});
-    abort();
-  }
-}
-
-// The page is back in place: drop its evicted copy and its counters.
-void FaultHandlers::Forget(Handler& h, size_t index, PageWord was) {
-  Stats& stats = *heap_->stats;
-  if (was.state == PageState::kSameFilled) {
-    stats.same_filled_pages.fetch_sub(1, std::memory_order_relaxed);
-    return;
-  }
-  if (was.state == PageState::kWrittenBack) {
-    heap_->writeback->Release(heap_->table->at(index).payload);
-    stats.file_pages.fetch_sub(1, std::memory_order_relaxed);
-    return;
-  }
-  pool::Handle handle = heap_->table->at(index).payload;
-  if (!h.frees.Push(handle)) FreeHandle(*heap_, handle);
-  stats.stored_pages.fetch_sub(1, std::memory_order_relaxed);
-  stats.compressed_bytes.fetch_sub(was.size, std::memory_order_relaxed);
 }
 
 void FaultHandlers::CopyBackStaged(size_t index) {

@@ -82,8 +82,6 @@ class FaultHandlers {
   void Refault(Handler& h, size_t index, uint32_t word);
   bool RestoreRun(Handler& h, size_t index, size_t pages, const uint32_t* was);
   size_t ClaimNeighbours(Handler& h, size_t index);
-  void Restore(Handler& h, size_t index, PageWord was, char* out);
-  void Forget(Handler& h, size_t index, PageWord was);
   void CopyBackStaged(size_t index);
   void ZeroDiscarded(size_t index, PageState was);
   bool CopyIn(size_t index, const char* src, size_t pages);
