@@ -76,7 +76,6 @@ absl::Status WatchRegion(Runtime& rt) {
   absl::StatusOr<os::Userfaultfd> uffd = os::OpenUserfaultfd(
       {.required_features = UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_MOVE});
   if (!uffd.ok()) return uffd.status();
-  rt.heap.uffd = uffd->fd;
   if (!os::Register(uffd->fd, rt.region.base(), rt.region.bytes()).ok() ||
       !os::Register(uffd->fd, rt.heap.staging.base,
                     Staging::kSlots * kPageSize, UFFDIO_REGISTER_MODE_MISSING)
@@ -90,6 +89,7 @@ absl::Status WatchRegion(Runtime& rt) {
     return absl::UnavailableError(
         "PAGEMAP_SCAN unavailable (Linux 6.7 or later needed)");
   }
+  rt.heap.uffd = uffd->fd;
   rt.pagemap_fd = *pagemap;
   return absl::OkStatus();
 }
@@ -181,6 +181,9 @@ void ParentAfterFork() {
 // runs on plain jemalloc (the extent hooks stay, as cheap bookkeeping).
 void RestoreAndRunPlain(Runtime& rt, absl::string_view why) {
   rt.active = false;
+  // Closing the userfaultfd unregisters the region and stops any handler.
+  if (rt.heap.uffd >= 0) (void)os::CloseFd(rt.heap.uffd);
+  if (rt.pagemap_fd >= 0) (void)os::CloseFd(rt.pagemap_fd);
   size_t restored = rt.evictor.RestoreAllInPlace();
   LineWriter line;
   line.Append("forked child runs on plain jemalloc (").Append(why)
@@ -200,6 +203,7 @@ void ChildAfterFork() {
   ScopedInternalArena arena;
   (void)os::CloseFd(rt.heap.uffd);
   (void)os::CloseFd(rt.pagemap_fd);
+  rt.heap.uffd = rt.pagemap_fd = -1;  // the parent's; WatchRegion sets ours
   if (rt.heap.writeback != nullptr &&
       !rt.writeback.CopyForChild(rt.config.writeback_file)) {
     LogLine(LogLevel::kError,
@@ -214,12 +218,9 @@ void ChildAfterFork() {
   absl::Status watched = WatchRegion(rt);
   if (!watched.ok()) return RestoreAndRunPlain(rt, watched.message());
   if (!rt.handlers.Start(rt.heap)) {
-    (void)os::CloseFd(rt.heap.uffd);
     return RestoreAndRunPlain(rt, "could not start the fault handler threads");
   }
   if (!rt.evictor.RestartInChild(rt.heap, rt.pagemap_fd)) {
-    // The handlers stop when their userfaultfd closes; none is in a fault.
-    (void)os::CloseFd(rt.heap.uffd);
     return RestoreAndRunPlain(rt, "could not start the evictor thread");
   }
 }
