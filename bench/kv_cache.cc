@@ -28,7 +28,6 @@
 // Last line: RESULT {json} with ops, ops_per_s, p50_us, p99_us, ... of the
 // measure phase. Single-threaded; every loop is bounded by time or size.
 #include <cstdio>
-#include <cstring>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -152,46 +151,31 @@ int Main(int argc, char** argv) {
   Zipf zipf(hot > 0 ? hot : 1, theta);
   Scatter scatter(n);  // hot ranks land anywhere among all n keys
   Rng rng(seed ^ 0x5eed);
-  LatencyHistogram hist;
   uint64_t misses = 0, gets = 0, sets = 0;
-  Ticker ticker(start);
-  uint64_t ops_total = 0;
-  for (const char* phase : {"settle", "measure"}) {
-    bool counted = strcmp(phase, "measure") == 0;
-    PrintPhase(phase);
-    uint64_t phase_start = NowNs();
-    uint64_t end = phase_start + (counted ? measure_s : settle_s) * 1'000'000'000ull;
-    uint64_t now = phase_start, ops = 0;
-    while (now < end) {
-      uint64_t id = scatter(zipf.Draw(rng));
-      bool is_set = rng.Below(100) < set_percent;
-      uint64_t t0 = now;
-      if (is_set) {
-        cache.Set(id);
-      } else if (cache.Get(id, touch, t0) == 0) {
-        ++misses;
-      }
-      now = NowNs();
-      ++ops;
-      ++ops_total;
-      if (counted) {
-        hist.Record(now - t0);
-        (is_set ? sets : gets) += 1;
-      }
-      if ((ops & 63) == 0) ticker.Maybe(now, ops_total);
-    }
-    if (counted) {
-      char extra[256];
-      snprintf(extra, sizeof(extra),
-               ", \"gets\": %llu, \"sets\": %llu, \"misses\": %llu, \"records\": %llu, "
-               "\"checksum\": %llu",
-               static_cast<unsigned long long>(gets), static_cast<unsigned long long>(sets),
-               static_cast<unsigned long long>(misses), static_cast<unsigned long long>(n),
-               static_cast<unsigned long long>(cache.checksum() & 0xffffff));
-      PrintPhase("done");
-      PrintResult(ops, static_cast<double>(now - phase_start) / 1e9, hist, extra);
-    }
-  }
+  RunPhases(
+      start, settle_s, measure_s,
+      [&](bool counted, uint64_t now) {
+        uint64_t id = scatter(zipf.Draw(rng));
+        bool is_set = rng.Below(100) < set_percent;
+        if (is_set) {
+          cache.Set(id);
+        } else if (cache.Get(id, touch, now) == 0) {
+          ++misses;
+        }
+        if (counted) (is_set ? sets : gets) += 1;
+      },
+      [&] {
+        char extra[256];
+        snprintf(extra, sizeof(extra),
+                 ", \"gets\": %llu, \"sets\": %llu, \"misses\": %llu, "
+                 "\"records\": %llu, \"checksum\": %llu",
+                 static_cast<unsigned long long>(gets),
+                 static_cast<unsigned long long>(sets),
+                 static_cast<unsigned long long>(misses),
+                 static_cast<unsigned long long>(n),
+                 static_cast<unsigned long long>(cache.checksum() & 0xffffff));
+        return std::string(extra);
+      });
   return misses == 0 ? 0 : 1;
 }
 

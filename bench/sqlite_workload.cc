@@ -33,7 +33,6 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <string>
 #include <vector>
 
@@ -210,63 +209,48 @@ int Main(int argc, char** argv) {
       "UPDATE profiles SET visits = visits + 1, balance = ? WHERE id = ?");
   uint64_t hot_n = std::max<uint64_t>(1, rows * hot_percent / 100);
   uint64_t hot_first = rows - hot_n;
-  LatencyHistogram hist;
   uint64_t points = 0, ranges = 0, updates = 0, misses = 0, bad_length = 0;
-  Ticker ticker(start);
-  uint64_t ops_total = 0;
-  for (const char* phase : {"settle", "measure"}) {
-    bool counted = strcmp(phase, "measure") == 0;
-    PrintPhase(phase);
-    uint64_t phase_start = NowNs();
-    uint64_t end = phase_start + (counted ? measure_s : settle_s) * 1'000'000'000ull;
-    uint64_t now = phase_start, ops = 0;
-    while (now < end) {
-      uint64_t id = hot_first + rng.Below(hot_n);
-      uint64_t kind = rng.Below(100);
-      uint64_t t0 = now;
-      if (kind < range_percent) {
-        long long from = static_cast<long long>(id) * kTsStep;
-        api.bind_int64(range, 1, from);
-        api.bind_int64(range, 2, from + 50 * kTsStep);
-        db.Drain(range);
-        if (counted) ++ranges;
-      } else if (kind < range_percent + update_percent) {
-        api.bind_double(update, 1, static_cast<double>(rng.Below(1'000'000)) / 100.0);
-        api.bind_int64(update, 2, static_cast<long long>(id));
-        db.Drain(update);
-        if (counted) ++updates;
-      } else {
-        api.bind_int64(point, 1, static_cast<long long>(id));
-        int rc = api.step(point);
-        if (rc != kSqliteRow) {
-          ++misses;
-        } else if (static_cast<uint32_t>(api.column_bytes(point, 0)) != lengths[id]) {
-          ++bad_length;
+  RunPhases(
+      start, settle_s, measure_s,
+      [&](bool counted, uint64_t) {
+        uint64_t id = hot_first + rng.Below(hot_n);
+        uint64_t kind = rng.Below(100);
+        if (kind < range_percent) {
+          long long from = static_cast<long long>(id) * kTsStep;
+          api.bind_int64(range, 1, from);
+          api.bind_int64(range, 2, from + 50 * kTsStep);
+          db.Drain(range);
+          if (counted) ++ranges;
+        } else if (kind < range_percent + update_percent) {
+          api.bind_double(update, 1, static_cast<double>(rng.Below(1'000'000)) / 100.0);
+          api.bind_int64(update, 2, static_cast<long long>(id));
+          db.Drain(update);
+          if (counted) ++updates;
+        } else {
+          api.bind_int64(point, 1, static_cast<long long>(id));
+          int rc = api.step(point);
+          if (rc != kSqliteRow) {
+            ++misses;
+          } else if (static_cast<uint32_t>(api.column_bytes(point, 0)) != lengths[id]) {
+            ++bad_length;
+          }
+          api.reset(point);
+          if (counted) ++points;
         }
-        api.reset(point);
-        if (counted) ++points;
-      }
-      now = NowNs();
-      ++ops;
-      ++ops_total;
-      if (counted) hist.Record(now - t0);
-      if ((ops & 63) == 0) ticker.Maybe(now, ops_total);
-    }
-    if (counted) {
-      char extra[256];
-      snprintf(extra, sizeof(extra),
-               ", \"points\": %llu, \"ranges\": %llu, \"updates\": %llu, "
-               "\"misses\": %llu, \"bad_length\": %llu, \"rows\": %llu",
-               static_cast<unsigned long long>(points),
-               static_cast<unsigned long long>(ranges),
-               static_cast<unsigned long long>(updates),
-               static_cast<unsigned long long>(misses),
-               static_cast<unsigned long long>(bad_length),
-               static_cast<unsigned long long>(rows));
-      PrintPhase("done");
-      PrintResult(ops, static_cast<double>(now - phase_start) / 1e9, hist, extra);
-    }
-  }
+      },
+      [&] {
+        char extra[256];
+        snprintf(extra, sizeof(extra),
+                 ", \"points\": %llu, \"ranges\": %llu, \"updates\": %llu, "
+                 "\"misses\": %llu, \"bad_length\": %llu, \"rows\": %llu",
+                 static_cast<unsigned long long>(points),
+                 static_cast<unsigned long long>(ranges),
+                 static_cast<unsigned long long>(updates),
+                 static_cast<unsigned long long>(misses),
+                 static_cast<unsigned long long>(bad_length),
+                 static_cast<unsigned long long>(rows));
+        return std::string(extra);
+      });
   return misses == 0 && bad_length == 0 ? 0 : 1;
 }
 

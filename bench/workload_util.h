@@ -119,6 +119,37 @@ struct Ticker {
   void Maybe(uint64_t now_ns, uint64_t ops_total);
 };
 
+// The settle and measure phases of a single-threaded request loop, each
+// bounded by time: calls op(counted, now_ns) until the phase's seconds are
+// up, times every operation of the measure phase, prints the PHASE and TICK
+// lines, and at the end RESULT with extra() appended (see PrintResult).
+template <typename Op, typename Extra>
+void RunPhases(uint64_t start_ns, uint64_t settle_s, uint64_t measure_s, Op&& op,
+               Extra&& extra) {
+  LatencyHistogram hist;
+  Ticker ticker(start_ns);
+  uint64_t ops_total = 0;
+  for (bool counted : {false, true}) {
+    PrintPhase(counted ? "measure" : "settle");
+    uint64_t phase_start = NowNs();
+    uint64_t end = phase_start + (counted ? measure_s : settle_s) * 1'000'000'000ull;
+    uint64_t now = phase_start, ops = 0;
+    while (now < end) {
+      uint64_t t0 = now;
+      op(counted, t0);
+      now = NowNs();
+      ++ops;
+      ++ops_total;
+      if (counted) hist.Record(now - t0);
+      if ((ops & 63) == 0) ticker.Maybe(now, ops_total);
+    }
+    if (counted) {
+      PrintPhase("done");
+      PrintResult(ops, static_cast<double>(now - phase_start) / 1e9, hist, extra());
+    }
+  }
+}
+
 }  // namespace coldheap::bench
 
 #endif  // COLDHEAP_BENCH_WORKLOAD_UTIL_H_
