@@ -12,6 +12,9 @@ constexpr uint64_t kPageBytes = 4096;
 // Cost assumed for a page before any is measured: an LZ4 compression plus
 // the move and the pool store, as measured on our machines.
 constexpr uint64_t kInitialNsPerPage = 10'000;
+// Time constant of the rate averages: long enough that one bursty scan does
+// not move the threshold, short enough to follow a phase change in minutes.
+constexpr double kRateSmoothingMs = 30'000;
 
 }  // namespace
 
@@ -26,10 +29,12 @@ uint32_t ReclaimPolicy::FloorScans() const {
 }
 
 Decision ReclaimPolicy::Decide(const ScanReport& report) {
+  UpdateRates(report);
   AdaptThreshold(report);
   Decision d;
   d.cold_age_scans = cold_age_scans_;
-  d.promotions_per_minute = promotions_per_minute_;
+  d.promotions_per_minute = static_cast<uint64_t>(promotions_per_minute_ + 0.5);
+  d.refault_cost_ppm = static_cast<uint64_t>(refault_ns_per_ms_ + 0.5);
   bool unreachable = false;
   uint64_t needed = 0;
   uint32_t budget_age = BudgetAge(report, &needed, &unreachable);
@@ -38,7 +43,8 @@ Decision ReclaimPolicy::Decide(const ScanReport& report) {
   unreachable_ = unreachable;
   d.target_unreachable = unreachable;
   d.pool_full = PoolFull(report);
-  d.max_pages = PageCap(report);
+  // Over the target, memory comes first: mistakes do not hold reclaim back.
+  d.max_pages = PageCap(report, /*count_mistakes=*/needed == 0);
   if (budget_age < cold_age_scans_) {
     // Budget pressure reaches below the cold threshold: take what is cold
     // anyway, and of the younger pages only as many as the target needs.
@@ -51,32 +57,43 @@ Decision ReclaimPolicy::Decide(const ScanReport& report) {
   return d;
 }
 
-// Promotions are measured over windows of a minute; the threshold moves once
-// per window, by doubling or halving, so one noisy minute cannot swing it far.
-void ReclaimPolicy::AdaptThreshold(const ScanReport& report) {
-  if (!window_open_) {
-    window_open_ = true;
-    window_start_ms_ = report.now_ms;
-    window_start_refaults_ = report.refaults_total;
-    return;
+// Folds this scan's refaults and mistake cost into the moving averages,
+// weighted by the time since the previous scan (an exponential average in
+// time, so a late scan counts for the time it covers).
+void ReclaimPolicy::UpdateRates(const ScanReport& report) {
+  if (seen_report_ && report.now_ms > last_now_ms_) {
+    double dt = static_cast<double>(report.now_ms - last_now_ms_);
+    double refaults = static_cast<double>(report.refaults_total - last_refaults_);
+    double cost = static_cast<double>(report.refault_cost_ns_total -
+                                      last_refault_cost_ns_);
+    double weight = dt / (dt + kRateSmoothingMs);
+    promotions_per_minute_ +=
+        weight * (refaults * kMinuteMs / dt - promotions_per_minute_);
+    refault_ns_per_ms_ += weight * (cost / dt - refault_ns_per_ms_);
   }
-  uint64_t elapsed = report.now_ms - window_start_ms_;
-  if (elapsed < kMinuteMs) return;
-  uint64_t promotions = report.refaults_total - window_start_refaults_;
-  promotions_per_minute_ = promotions * kMinuteMs / elapsed;
-  window_start_ms_ = report.now_ms;
-  window_start_refaults_ = report.refaults_total;
+  seen_report_ = true;
+  last_now_ms_ = report.now_ms;
+  last_refaults_ = report.refaults_total;
+  last_refault_cost_ns_ = report.refault_cost_ns_total;
+}
+
+// A small step every scan, on the smoothed rate, with a dead band between a
+// quarter of the objective and the objective: see the header.
+void ReclaimPolicy::AdaptThreshold(const ScanReport& report) {
   uint32_t floor = FloorScans();
   if (floor == 0) return;  // stress mode does not adapt
-  uint64_t working_set = std::max<uint64_t>(report.resident_pages, 1);
-  uint64_t rate_ppm = promotions_per_minute_ * 1'000'000 / working_set;
-  uint64_t objective = settings_.promotion_rate_ppm_per_minute;
-  if (rate_ppm > objective) {
-    cold_age_scans_ = std::min(cold_age_scans_ * 2, kMaxAgeScans);
-  } else if (promotions == 0 || rate_ppm * 4 < objective) {
-    // No promotion at all is always far enough below: with an objective of
-    // 0 (COLDHEAP_PROMOTION_RATE=0) the threshold must still come back down.
-    cold_age_scans_ = std::max(cold_age_scans_ / 2, floor);
+  double working_set = static_cast<double>(std::max<uint64_t>(report.resident_pages, 1));
+  double rate_ppm = promotions_per_minute_ * 1e6 / working_set;
+  double objective = settings_.promotion_rate_ppm_per_minute;
+  if (rate_ppm > objective && promotions_per_minute_ >= 1) {
+    uint32_t step = std::max<uint32_t>(cold_age_scans_ / 32, 1);
+    cold_age_scans_ = std::min(cold_age_scans_ + step, kMaxAgeScans);
+  } else if (rate_ppm * 4 < objective || promotions_per_minute_ < 1) {
+    // Under one refault a minute is always far enough below: with an
+    // objective of 0 (COLDHEAP_PROMOTION_RATE=0) the threshold must still
+    // come back down.
+    uint32_t step = std::max<uint32_t>(cold_age_scans_ / 64, 1);
+    cold_age_scans_ = cold_age_scans_ > floor + step ? cold_age_scans_ - step : floor;
   }
 }
 
@@ -133,7 +150,7 @@ bool ReclaimPolicy::PoolFull(const ScanReport& report) {
   return pool_full_;
 }
 
-uint64_t ReclaimPolicy::PageCap(const ScanReport& report) {
+uint64_t ReclaimPolicy::PageCap(const ScanReport& report, bool count_mistakes) {
   if (FloorScans() == 0) return std::numeric_limits<uint64_t>::max();
   if (report.pages_processed >= 64) {
     uint64_t measured = report.cpu_ns / report.pages_processed;
@@ -141,8 +158,13 @@ uint64_t ReclaimPolicy::PageCap(const ScanReport& report) {
   }
   uint64_t per_page = ns_per_page_ == 0 ? kInitialNsPerPage : ns_per_page_;
   // ppm of one core over one interval, in ns: interval_ms * 1e6 * ppm / 1e6.
-  uint64_t budget_ns = settings_.scan_interval_ms * settings_.cpu_budget_ppm;
-  return std::max<uint64_t>(budget_ns / std::max<uint64_t>(per_page, 1), 1);
+  double budget_ns = static_cast<double>(settings_.scan_interval_ms) *
+                     settings_.cpu_budget_ppm;
+  double mistakes_ns =
+      count_mistakes ? refault_ns_per_ms_ * settings_.scan_interval_ms : 0;
+  if (mistakes_ns >= budget_ns) return 0;  // let the mistakes subside first
+  return std::max<uint64_t>(
+      static_cast<uint64_t>((budget_ns - mistakes_ns) / std::max<uint64_t>(per_page, 1)), 1);
 }
 
 }  // namespace coldheap::policy

@@ -3,13 +3,20 @@
 // one ScanReport per scan and carries out the Decision it returns.
 //
 // What it decides, and why:
-//  - The cold threshold (in scans). A page is a candidate once it has not
-//    been written nor restored for that many scans. The threshold adapts to
-//    a promotion-rate objective, as in Google's far-memory fleet: refaults
-//    of compressed pages per minute should stay at or below
-//    COLDHEAP_PROMOTION_RATE of the resident working set. Above it the
-//    threshold doubles (we compressed pages still in use); far below it
-//    (under a quarter) it halves, down to the COLDHEAP_COLD_AGE floor.
+//  - The cold threshold (in ticks: scans for a page at refault level 0, see
+//    refault_memory.h for the per-page levels that stretch it). A page is a
+//    candidate once it has not been written nor restored for that many
+//    ticks. The threshold is the global guard behind the per-page memory: it
+//    adapts to a promotion-rate objective, as in Google's far-memory fleet:
+//    refaults of compressed pages per minute should stay at or below
+//    COLDHEAP_PROMOTION_RATE of the resident working set. The rate is a
+//    moving average updated every scan (time constant kRateSmoothingMs), and
+//    the threshold moves every scan by a small step: up by 1/32 while the
+//    rate is above the objective, down by 1/64 (to the COLDHEAP_COLD_AGE
+//    floor) while it is under a quarter of it, and holds in between. Small
+//    steps on a smoothed rate, with a dead band, converge on a steady
+//    workload; the minute-long doubling and halving this replaced swung the
+//    threshold up and down on the same workload.
 //  - Budget mode (COLDHEAP_TARGET): when resident heap + pool exceeds the
 //    target, reclaim coldest-first, down to pages one scan old, enough pages
 //    to get back under it; when even that cannot reach the target (all that
@@ -18,10 +25,16 @@
 //    reaches it, store nothing until it falls below
 //    COLDHEAP_ACCEPT_THRESHOLD_PERCENT of the limit (zswap's hysteresis), so
 //    it does not flap.
-//  - The CPU budget (COLDHEAP_CPU_BUDGET of one core): the pages processed
-//    per scan are capped by the measured cost per page, so background work
-//    stays within budget at steady state. Stress mode (cold age 0) is exempt:
-//    it means "every resident page, every scan".
+//  - The CPU budget (COLDHEAP_CPU_BUDGET of one core) covers all of
+//    coldheap's work: the evictor's, and the cost of its mistakes, the
+//    refaults (the handlers' CPU to serve them plus the time the faulting
+//    threads stood still; the shim reports both as refault_cost_ns). The
+//    smoothed cost of refaults is taken off the budget first; what is left
+//    caps the pages the evictor may process per scan, at its measured cost
+//    per page. When mistakes alone use up the budget, nothing new is taken
+//    out until they subside (unless the footprint is over COLDHEAP_TARGET:
+//    then memory comes first). Stress mode (cold age 0) is exempt: it means
+//    "every resident page, every scan".
 #ifndef COLDHEAP_POLICY_RECLAIM_POLICY_H_
 #define COLDHEAP_POLICY_RECLAIM_POLICY_H_
 
@@ -55,6 +68,9 @@ struct ScanReport {
   uint64_t evicted_pages = 0;   // compressed or same-filled now
   uint64_t pool_total_size = 0;
   uint64_t refaults_total = 0;  // compressed pages faulted back, since start
+  // What refaults (from the pool and from probation) cost, since start:
+  // handler CPU plus the faulting threads' stall, in ns.
+  uint64_t refault_cost_ns_total = 0;
   // Background work of the previous scan: pages processed and CPU spent.
   uint64_t pages_processed = 0;
   uint64_t cpu_ns = 0;
@@ -69,7 +85,8 @@ struct Decision {
   bool pool_full = false;           // store nothing this scan
   bool target_unreachable = false;  // budget mode cannot get under target
   uint32_t cold_age_scans = 0;      // the adaptive threshold now
-  uint64_t promotions_per_minute = 0;
+  uint64_t promotions_per_minute = 0;  // smoothed
+  uint64_t refault_cost_ppm = 0;       // of one core, smoothed
 };
 
 class ReclaimPolicy {
@@ -84,11 +101,12 @@ class ReclaimPolicy {
 
  private:
   uint32_t FloorScans() const;
+  void UpdateRates(const ScanReport& report);
   void AdaptThreshold(const ScanReport& report);
   uint32_t BudgetAge(const ScanReport& report, uint64_t* pages_needed,
                      bool* unreachable) const;
   bool PoolFull(const ScanReport& report);
-  uint64_t PageCap(const ScanReport& report);
+  uint64_t PageCap(const ScanReport& report, bool count_mistakes);
 
   PolicySettings settings_;
   uint32_t cold_age_scans_;
@@ -96,11 +114,15 @@ class ReclaimPolicy {
   bool unreachable_ = false;
   uint64_t pool_limit_hits_ = 0;
   uint64_t unreachable_events_ = 0;
-  // The promotion-rate window.
-  uint64_t window_start_ms_ = 0;
-  uint64_t window_start_refaults_ = 0;
-  bool window_open_ = false;
-  uint64_t promotions_per_minute_ = 0;
+  // The previous report's clock and totals, for this scan's rates.
+  bool seen_report_ = false;
+  uint64_t last_now_ms_ = 0;
+  uint64_t last_refaults_ = 0;
+  uint64_t last_refault_cost_ns_ = 0;
+  // Moving averages (see kRateSmoothingMs): refaults per minute, and the
+  // cost of refaults in ns per ms of wall time (which is ppm of a core).
+  double promotions_per_minute_ = 0;
+  double refault_ns_per_ms_ = 0;
   // Measured cost of one page of background work (EWMA), in ns.
   uint64_t ns_per_page_ = 0;
 };

@@ -287,6 +287,7 @@ enum class Setting : uint8_t {
   kCpuBudget,
   kWritebackFile,
   kFaultAround,
+  kEvictAllAt,
 };
 
 struct Variable {
@@ -334,6 +335,8 @@ constexpr Variable kVariables[] = {
      "empty or a file path of at most 255 bytes", true},
     {Setting::kFaultAround, "COLDHEAP_FAULT_AROUND", "an integer",
      "an integer from 0 to 64", false},
+    {Setting::kEvictAllAt, "COLDHEAP_EVICT_ALL_AT", "a duration",
+     "0 (off) or a number with ms, s or m up to 1440m, e.g. 30s", false},
 };
 
 constexpr string_view kSwitchNames[] = {"1", "true",  "yes", "on",
@@ -434,6 +437,8 @@ Problem ParseSetting(Setting setting, string_view text, Config& config) {
         config.fault_around_pages = static_cast<uint32_t>(number);
       }
       return problem;
+    case Setting::kEvictAllAt:
+      return ParseDuration(text, 0, kMaxDurationMs, config.evict_all_at_ms);
   }
   return Problem::kMalformed;
 }
@@ -502,6 +507,9 @@ void AppendSetting(LineWriter& line, Setting setting, const Config& config) {
       return;
     case Setting::kFaultAround:
       line.AppendUint(config.fault_around_pages);
+      return;
+    case Setting::kEvictAllAt:
+      AppendDuration(line, config.evict_all_at_ms);
       return;
   }
 }

@@ -34,6 +34,7 @@
 // | COLDHEAP_CPU_BUDGET               | 2%       | percent of one core, a decimal from 0.1 to 100, e.g. 2 or 0.5%     |
 // | COLDHEAP_WRITEBACK_FILE           | none     | empty (none) or a file path of at most 255 bytes                   |
 // | COLDHEAP_FAULT_AROUND             | 0        | an integer from 0 to 64                                            |
+// | COLDHEAP_EVICT_ALL_AT             | 0 (off)  | a duration up to 1440m; 0 = off                                    |
 //
 // What they mean:
 // - ENABLE=off: the program runs on plain jemalloc; nothing is evicted.
@@ -59,6 +60,12 @@
 //   Off by default: measured, 8 neighbours cut faults per page 4.5x when
 //   the neighbours are used, but nearly double a refault's latency, and for
 //   random access they bring back memory nobody asked for.
+// - EVICT_ALL_AT: a measurement mode, not for production: the shim evicts
+//   nothing until this long after start, then takes every resident page out
+//   once, and never evicts again. The pages the program faults back are
+//   exactly those it touches afterwards, so the footprint of such a run is
+//   the best any page-granular policy could do (the footprint runner's
+//   oracle). The other eviction settings are ignored.
 //
 // Forms, everywhere:
 // - size: an integer number of bytes, optionally followed by B, K, KB, KiB, M,
@@ -140,6 +147,8 @@ struct Config {
   char writeback_file[kMaxPathLength + 1] = {};
   // COLDHEAP_FAULT_AROUND, 0..kMaxFaultAroundPages.
   uint32_t fault_around_pages = 0;
+  // COLDHEAP_EVICT_ALL_AT; 0: off.
+  uint64_t evict_all_at_ms = 0;
 
   bool has_writeback_file() const { return writeback_file[0] != '\0'; }
 };

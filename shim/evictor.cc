@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "policy/refault_memory.h"
 #include "shim/evicted_copy.h"
 #include "shim/fault_handler.h"
 #include "shim/log.h"
@@ -44,6 +45,12 @@ bool SameFilled(const unsigned char* page, uint64_t* value) {
   return true;
 }
 
+// Taken out of the region, with its bytes kept somewhere.
+bool IsOut(PageState s) {
+  return s == PageState::kStaged || s == PageState::kCompressed ||
+         s == PageState::kSameFilled || s == PageState::kWrittenBack;
+}
+
 void SleepMs(uint64_t ms) {
   timespec ts{static_cast<time_t>(ms / 1000),
               static_cast<long>((ms % 1000) * 1'000'000)};
@@ -56,6 +63,7 @@ void SleepMs(uint64_t ms) {
 bool Evictor::Start(Heap& heap, int pagemap_fd) {
   if (!compressor_.Init(heap.config->compressor)) return false;
   policy_ = policy::ReclaimPolicy(SettingsFrom(*heap.config));
+  start_ms_ = os::MonotonicNowNs() / 1'000'000;
   return RestartInChild(heap, pagemap_fd);
 }
 
@@ -81,6 +89,7 @@ void* Evictor::ThreadMain(void* arg) {
 
 void Evictor::Pass() {
   uint64_t cpu_start = os::ThreadCpuTimeNs();
+  ++scan_;
   {
     std::lock_guard<std::mutex> lock(batch_mu_);
     ScanWrites();
@@ -90,6 +99,23 @@ void Evictor::Pass() {
     heap_->handlers->DrainDeferredFrees(*heap_->pool);
   }
   policy::ScanReport report = BuildReport();
+  size_t processed = heap_->config->evict_all_at_ms != 0 ? EvictAllOnce(report)
+                                                         : Reclaim(report);
+  RefreshGauges();
+  last_processed_ = processed;
+  last_cpu_ns_ = os::ThreadCpuTimeNs() - cpu_start;
+  Stats& stats = *heap_->stats;
+  stats.evictor_cpu_ns.fetch_add(last_cpu_ns_, std::memory_order_relaxed);
+  if (heap_->handlers != nullptr) {
+    stats.handler_cpu_ns.store(heap_->handlers->CpuTimeNs(),
+                               std::memory_order_relaxed);
+  }
+  WriteStatsFiles();
+}
+
+// What the policy decides for this scan, carried out; returns the pages
+// processed.
+size_t Evictor::Reclaim(const policy::ScanReport& report) {
   policy::Decision decision = policy_.Decide(report);
   bool stress = decision.cold_age_scans == 0;
   // Stress mode is "every resident page, every scan": no pool limit.
@@ -109,16 +135,17 @@ void Evictor::Pass() {
     processed += Probe(decision);
   }
   Publish(decision);
-  RefreshGauges();
-  last_processed_ = processed;
-  last_cpu_ns_ = os::ThreadCpuTimeNs() - cpu_start;
-  Stats& stats = *heap_->stats;
-  stats.evictor_cpu_ns.fetch_add(last_cpu_ns_, std::memory_order_relaxed);
-  if (heap_->handlers != nullptr) {
-    stats.handler_cpu_ns.store(heap_->handlers->CpuTimeNs(),
-                               std::memory_order_relaxed);
-  }
-  WriteStatsFiles();
+  return processed;
+}
+
+// COLDHEAP_EVICT_ALL_AT (the oracle run): nothing until that time, then
+// every resident page compressed at once, then nothing ever again.
+size_t Evictor::EvictAllOnce(const policy::ScanReport& report) {
+  if (evicted_all_) return 0;
+  if (report.now_ms < start_ms_ + heap_->config->evict_all_at_ms) return 0;
+  evicted_all_ = true;
+  pool_limit_bytes_ = ~uint64_t{0};
+  return EvictNow(0);
 }
 
 // Ages every resident page by one scan, except those written since the last
@@ -150,14 +177,20 @@ void Evictor::ScanWrites() {
   }
 }
 
+// Pages that are out age too (ticks since they were taken out, for the
+// refault judgement); each page ages at its own level's pace.
 void Evictor::AgeRange(size_t from, size_t to, bool written) {
   for (size_t i = from; i < to; ++i) {
     PageEntry& e = heap_->table->at(i);
-    if (PageTable::Load(e).state != PageState::kResident) continue;
-    uint8_t age = e.age.load(std::memory_order_relaxed);
-    if (written) {
+    PageState state = PageTable::Load(e).state;
+    if (state == PageState::kResident && written) {
       e.age.store(0, std::memory_order_relaxed);
-    } else if (age < kMaxAge) {
+      continue;
+    }
+    if (!IsOut(state) && state != PageState::kResident) continue;
+    uint8_t age = e.age.load(std::memory_order_relaxed);
+    if (age < kMaxAge &&
+        policy::AgesAtScan(e.refault_level.load(std::memory_order_relaxed), scan_)) {
       e.age.store(age + 1, std::memory_order_relaxed);
     }
   }
@@ -170,9 +203,15 @@ policy::ScanReport Evictor::BuildReport() {
   size_t used = heap_->region->used_pages();
   uint64_t evicted = 0;
   uint64_t staged = 0;
+  uint64_t raised = 0;
   for (size_t i = 0; i < used; ++i) {
     PageEntry& e = heap_->table->at(i);
-    switch (PageTable::Load(e).state) {
+    PageState state = PageTable::Load(e).state;
+    if ((state == PageState::kResident || IsOut(state)) &&
+        e.refault_level.load(std::memory_order_relaxed) > 0) {
+      ++raised;
+    }
+    switch (state) {
       case PageState::kResident:
         ++r.age_histogram[e.age.load(std::memory_order_relaxed)];
         ++r.resident_pages;
@@ -198,6 +237,7 @@ policy::ScanReport Evictor::BuildReport() {
   Stats& stats = *heap_->stats;
   stats.resident_pages.store(r.resident_pages, std::memory_order_relaxed);
   stats.probation_pages.store(staged, std::memory_order_relaxed);
+  stats.raised_threshold_pages.store(raised, std::memory_order_relaxed);
   // Pages on probation still hold their memory, in the staging area.
   r.resident_pages += staged;
   r.probation_pages = staged;
@@ -207,6 +247,7 @@ policy::ScanReport Evictor::BuildReport() {
   r.now_ms = os::MonotonicNowNs() / 1'000'000;
   r.pool_total_size = heap_->pool->TotalSize();
   r.refaults_total = stats.refaults.load(std::memory_order_relaxed);
+  r.refault_cost_ns_total = stats.refault_cost_ns.load(std::memory_order_relaxed);
   r.pages_processed = last_processed_;
   r.cpu_ns = last_cpu_ns_;
   for (int age = 0; age < policy::kAgeBuckets; ++age) {
@@ -229,6 +270,7 @@ void Evictor::Publish(const policy::Decision& d) {
   stats.reclaim_min_age_scans.store(d.min_age_scans, std::memory_order_relaxed);
   stats.promotions_per_minute.store(d.promotions_per_minute,
                                     std::memory_order_relaxed);
+  stats.refault_cost_ppm.store(d.refault_cost_ppm, std::memory_order_relaxed);
   stats.pool_full.store(d.pool_full, std::memory_order_relaxed);
   stats.pool_limit_hit.store(policy_.pool_limit_hits() + in_scan_limit_hits_,
                              std::memory_order_relaxed);
@@ -350,7 +392,9 @@ void Evictor::MoveOut(size_t first, size_t run) {
     size_t moved = r.value / kPageSize;
     for (size_t m = 0; m < moved; ++m) {
       slot_staged_[k + m] = true;
-      PageTable::Publish(heap_->table->at(slot_page_[k + m]), PageState::kStaged);
+      PageEntry& e = heap_->table->at(slot_page_[k + m]);
+      e.age.store(0, std::memory_order_relaxed);  // now: time out
+      PageTable::Publish(e, PageState::kStaged);
     }
     done += moved;
     if (r.ok() || (r.error == EAGAIN && moved > 0)) continue;
@@ -443,6 +487,7 @@ void Evictor::MoveAfterUnsharing(size_t slot) {
                                     word, kPageSize);
   if (r.value == kPageSize) {
     slot_staged_[slot] = true;
+    e.age.store(0, std::memory_order_relaxed);
     PageTable::Publish(e, PageState::kStaged);
     heap_->stats->cow_unshared.fetch_add(1, std::memory_order_relaxed);
     return;

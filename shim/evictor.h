@@ -91,6 +91,8 @@ class Evictor {
 
  private:
   static void* ThreadMain(void* arg);
+  size_t Reclaim(const policy::ScanReport& report);
+  size_t EvictAllOnce(const policy::ScanReport& report);
   void ScanWrites();
   void AgeRange(size_t from, size_t to, bool written);
   policy::ScanReport BuildReport();
@@ -125,6 +127,9 @@ class Evictor {
   bool slot_staged_[Staging::kSlots];
   size_t probation_ = 0;
   size_t cursor_ = 0;  // where the next probation walk starts
+  uint64_t scan_ = 0;  // passes so far: the clock pages tick by
+  uint64_t start_ms_ = 0;     // when the shim started (monotonic)
+  bool evicted_all_ = false;  // COLDHEAP_EVICT_ALL_AT has happened
   uint64_t pool_limit_bytes_ = ~uint64_t{0};  // COLDHEAP_MAX_POOL_PERCENT now
   bool pool_limit_tripped_ = false;  // the limit was reached in this scan
   uint64_t in_scan_limit_hits_ = 0;

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cerrno>
 
+#include "policy/refault_memory.h"
 #include "shim/evicted_copy.h"
 #include "shim/log.h"
 #include "shim/os.h"
@@ -16,6 +17,17 @@ namespace {
 // Source of zero pages for UFFDIO_COPY. In .bss and only ever read, so it
 // costs the kernel's shared zero page, not memory.
 alignas(kPageSize) const char kZeros[kFirstTouchRun * kPageSize] = {};
+
+// What a refault costs, for the CPU budget: the handler's CPU (its service
+// time) and the faulting thread's stall, which is that service plus the
+// kernel's round trip to a handler and back. The round trip is the measured
+// one (DESIGN.md: 15 us for a pinned handler's LZ4 refault whose own work is
+// ~5 us), as timing it per event would add two clock reads to every fault.
+constexpr uint64_t kFaultRoundTripNs = 10'000;
+
+uint64_t RefaultCostNs(uint64_t service_ns) {
+  return 2 * service_ns + kFaultRoundTripNs;
+}
 
 char* PageOf(uintptr_t address) {
   return reinterpret_cast<char*>(address & ~(kPageSize - 1));
@@ -87,13 +99,18 @@ void FaultHandlers::Run(Handler& h) {
     for (size_t i = 0; i < n.value; ++i) {
       if (msgs[i].event != UFFD_EVENT_PAGEFAULT) continue;
       uint64_t start = os::MonotonicNowNs();
-      Serve(h, msgs[i].arg.pagefault.address);
-      heap_->stats->RecordFaultLatency(os::MonotonicNowNs() - start);
+      bool refault = Serve(h, msgs[i].arg.pagefault.address);
+      uint64_t service_ns = os::MonotonicNowNs() - start;
+      heap_->stats->RecordFaultLatency(service_ns);
+      if (refault) {
+        heap_->stats->refault_cost_ns.fetch_add(RefaultCostNs(service_ns),
+                                                std::memory_order_relaxed);
+      }
     }
   }
 }
 
-void FaultHandlers::Serve(Handler& h, uintptr_t address) {
+bool FaultHandlers::Serve(Handler& h, uintptr_t address) {
   char* page = PageOf(address);
   if (heap_->staging.Contains(page)) {
     // Only the evictor touches staging, and only pages it moved in; a fault
@@ -106,9 +123,9 @@ void FaultHandlers::Serve(Handler& h, uintptr_t address) {
               {"bug: a fault in the staging area; a page read back as zeros"});
     }
     (void)os::ZeroPage(heap_->uffd, page, kPageSize);
-    return;
+    return false;
   }
-  if (!heap_->region->Contains(page)) return;
+  if (!heap_->region->Contains(page)) return false;
   size_t index = heap_->region->PageIndex(page);
   PageEntry& e = heap_->table->at(index);
   for (;;) {
@@ -116,14 +133,19 @@ void FaultHandlers::Serve(Handler& h, uintptr_t address) {
     switch (PageWord::Unpack(word).state) {
       case PageState::kUntouched:
         if (!PageTable::Claim(e, word, PageState::kRestoring)) continue;
-        return FillUntouched(index);
+        FillUntouched(index);
+        return false;
       case PageState::kResident:
         // A duplicate event, or the program dropped the page itself. Claim it
         // first: the word just read may be stale, and if the evictor moved
         // the page out meanwhile, zeros must not land in the hole it left.
         if (!PageTable::Claim(e, word, PageState::kRestoring)) continue;
-        if (!CopyIn(index, kZeros, 1)) return Abandon(index, 1, &word);
-        return Finish(index, 1);
+        if (!CopyIn(index, kZeros, 1)) {
+          Abandon(index, 1, &word);
+        } else {
+          Finish(index, 1);
+        }
+        return false;
       case PageState::kClaimed:
         CpuRelax();  // the evictor is moving it; that takes microseconds
         continue;
@@ -131,7 +153,7 @@ void FaultHandlers::Serve(Handler& h, uintptr_t address) {
         if (!PageTable::Claim(e, word, PageState::kRestoring)) continue;
         return CopyBackStaged(index);
       case PageState::kRestoring:
-        return;  // the owner's UFFDIO_COPY wakes this fault too
+        return false;  // the owner's UFFDIO_COPY wakes this fault too
       case PageState::kCompressed:
       case PageState::kSameFilled:
       case PageState::kWrittenBack:
@@ -140,7 +162,8 @@ void FaultHandlers::Serve(Handler& h, uintptr_t address) {
       case PageState::kDiscarded:
       case PageState::kDiscardedSlot:
         if (!PageTable::Claim(e, word, PageState::kRestoring)) continue;
-        return ZeroDiscarded(index, PageWord::Unpack(word).state);
+        ZeroDiscarded(index, PageWord::Unpack(word).state);
+        return false;
     }
   }
 }
@@ -158,7 +181,7 @@ void FaultHandlers::FillUntouched(size_t index) {
     ++pages;
   }
   if (!CopyIn(index, kZeros, pages)) return Abandon(index, pages, nullptr);
-  Finish(index, pages);
+  Finish(index, pages, /*fresh=*/true);
   heap_->stats->first_touch_faults.fetch_add(1, std::memory_order_relaxed);
   heap_->stats->first_touch_pages.fetch_add(pages, std::memory_order_relaxed);
 }
@@ -169,13 +192,32 @@ void FaultHandlers::FillUntouched(size_t index) {
 // one decompression; the neighbours follow in a second ioctl (which wakes
 // anyone who touched one of them meanwhile). Measured with one copy for
 // all: refault p50 40 us with 8 neighbours vs 20 us without.
-void FaultHandlers::Refault(Handler& h, size_t index, uint32_t word) {
+bool FaultHandlers::Refault(Handler& h, size_t index, uint32_t word) {
   h.claimed[0] = word;
-  if (!RestoreRun(h, index, 1, &h.claimed[0])) return;
+  PageEntry& e = heap_->table->at(index);
+  uint8_t ticks_out = e.age.load(std::memory_order_relaxed);
+  if (!RestoreRun(h, index, 1, &h.claimed[0])) return false;
+  RememberRefault(e, ticks_out);
   heap_->stats->refaults.fetch_add(1, std::memory_order_relaxed);
   size_t more = ClaimNeighbours(h, index);
   if (more > 0 && RestoreRun(h, index + 1, more, &h.claimed[1])) {
     heap_->stats->fault_around_pages.fetch_add(more, std::memory_order_relaxed);
+  }
+  return true;
+}
+
+// Judges a refault of page `e` by how long it stayed out (`ticks_out`, its
+// age while out, in its own ticks) and updates its refault level: see
+// policy/refault_memory.h. Only the page the program asked for is judged;
+// fault-around neighbours were not.
+void FaultHandlers::RememberRefault(PageEntry& e, uint8_t ticks_out) {
+  auto cold_age = static_cast<uint32_t>(
+      heap_->stats->cold_age_scans.load(std::memory_order_relaxed));
+  uint8_t level = e.refault_level.load(std::memory_order_relaxed);
+  uint8_t next = policy::LevelAfterRefault(level, ticks_out, cold_age);
+  e.refault_level.store(next, std::memory_order_relaxed);
+  if (policy::IsMistake(ticks_out, cold_age)) {
+    heap_->stats->mistakes.fetch_add(1, std::memory_order_relaxed);
   }
 }
 
@@ -215,13 +257,17 @@ size_t FaultHandlers::ClaimNeighbours(Handler& h, size_t index) {
   return n;
 }
 
-void FaultHandlers::CopyBackStaged(size_t index) {
-  const PageEntry& e = heap_->table->at(index);
+bool FaultHandlers::CopyBackStaged(size_t index) {
+  PageEntry& e = heap_->table->at(index);
+  uint8_t ticks_out = e.age.load(std::memory_order_relaxed);
   if (!CopyIn(index, heap_->staging.Slot(e.payload), 1)) {
-    return Abandon(index, 1, nullptr);
+    Abandon(index, 1, nullptr);
+    return false;
   }
   Finish(index, 1);
+  RememberRefault(e, ticks_out);
   heap_->stats->staged_refaults.fetch_add(1, std::memory_order_relaxed);
+  return true;
 }
 
 // An evicted copy that jemalloc purged: the page reads zeros now.
@@ -229,7 +275,7 @@ void FaultHandlers::ZeroDiscarded(size_t index, PageState was) {
   FreeDiscardedPayload(*heap_, was, heap_->table->at(index).payload);
   heap_->stats->discarded_pages.fetch_add(1, std::memory_order_relaxed);
   if (!CopyIn(index, kZeros, 1)) return Abandon(index, 1, nullptr);
-  Finish(index, 1);
+  Finish(index, 1, /*fresh=*/true);
 }
 
 // UFFDIO_COPY of `pages` pages from `src` to the region at `index`. A page
@@ -249,10 +295,13 @@ bool FaultHandlers::CopyIn(size_t index, const char* src, size_t pages) {
   return true;
 }
 
-void FaultHandlers::Finish(size_t index, size_t pages) {
+// A fresh page (first touch, or reused after a purge) holds new data, so
+// the mistakes remembered for the old data are forgotten.
+void FaultHandlers::Finish(size_t index, size_t pages, bool fresh) {
   for (size_t k = 0; k < pages; ++k) {
     PageEntry& e = heap_->table->at(index + k);
     e.age.store(0, std::memory_order_relaxed);
+    if (fresh) e.refault_level.store(0, std::memory_order_relaxed);
     PageTable::Publish(e, PageState::kResident);
   }
 }

@@ -76,16 +76,18 @@ class FaultHandlers {
 
   static void* ThreadMain(void* arg);
   void Run(Handler& h);
-  void Serve(Handler& h, uintptr_t address);
+  // True if the event restored an evicted page (a refault).
+  bool Serve(Handler& h, uintptr_t address);
 
   void FillUntouched(size_t index);
-  void Refault(Handler& h, size_t index, uint32_t word);
+  bool Refault(Handler& h, size_t index, uint32_t word);
+  void RememberRefault(PageEntry& e, uint8_t ticks_out);
   bool RestoreRun(Handler& h, size_t index, size_t pages, const uint32_t* was);
   size_t ClaimNeighbours(Handler& h, size_t index);
-  void CopyBackStaged(size_t index);
+  bool CopyBackStaged(size_t index);
   void ZeroDiscarded(size_t index, PageState was);
   bool CopyIn(size_t index, const char* src, size_t pages);
-  void Finish(size_t index, size_t pages);
+  void Finish(size_t index, size_t pages, bool fresh = false);
   void Abandon(size_t index, size_t pages, const uint32_t* was);
 
   Heap* heap_ = nullptr;

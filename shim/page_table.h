@@ -70,13 +70,18 @@ struct PageWord {
 
 struct PageEntry {
   std::atomic<uint32_t> word;  // PageWord::Pack
-  // Scans since the page was last written or restored (saturating). Owned by
-  // the evictor's scanner; others only reset it through MarkTouched.
+  // In the page's own ticks (one per 2^refault_level scans, saturating; see
+  // policy/refault_memory.h): while resident, since it was last written or
+  // restored; while out (staged, compressed, same-filled, written back),
+  // since it was taken out. Advanced by the evictor's scanner; whoever moves
+  // the page in or out resets it.
   std::atomic<uint8_t> age;
   // Scans to skip this page after it compressed poorly (exponential back-off).
   uint8_t skip_scans;
   uint8_t poor_compressions;
-  uint8_t unused;
+  // Mistakes remembered (policy::LevelAfterRefault): set by the fault handler
+  // that restores the page, while it owns the entry; reset on first touch.
+  std::atomic<uint8_t> refault_level;
   uint64_t payload;  // handle / fill value / staging slot, see above
 };
 static_assert(sizeof(PageEntry) == 16, "keep the page table at 16 B a page");

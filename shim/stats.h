@@ -37,7 +37,9 @@ struct Stats {
   // Policy (gauges, as of the last scan).
   Counter cold_age_scans{0};         // the adaptive cold threshold
   Counter reclaim_min_age_scans{0};  // what was reclaimed (lower in budget mode)
-  Counter promotions_per_minute{0};  // refaults over the last minute window
+  Counter promotions_per_minute{0};  // refaults per minute, smoothed
+  Counter refault_cost_ppm{0};       // their cost, ppm of a core, smoothed
+  Counter raised_threshold_pages{0}; // pages with a refault level above 0
   Counter pool_full{0};              // 1 while the pool limit holds stores
   Counter target_unreachable{0};     // 1 while the budget cannot be met
   Counter target_unreachable_events{0};
@@ -49,6 +51,7 @@ struct Stats {
   Counter reject_busy{0};           // pages that could not be moved (COW)
   Counter cow_unshared{0};          // pages a fork had shared, made movable
   Counter refaults{0};              // evicted pages faulted back
+  Counter mistakes{0};  // refaults (incl. from probation) sooner than the page's threshold
   Counter staged_refaults{0};       // refaults served from staging (no decompress)
   Counter first_touch_faults{0};    // faults on untouched memory
   Counter first_touch_pages{0};     // pages zero-filled by those faults
@@ -63,6 +66,9 @@ struct Stats {
   // Costs.
   Counter evictor_cpu_ns{0};
   Counter handler_cpu_ns{0};
+  // Refaults (from the pool and from probation): handler CPU plus the
+  // faulting threads' stall (see RefaultCostNs), counted in the CPU budget.
+  Counter refault_cost_ns{0};
   Counter fault_latency_us[kLatencyBuckets] = {};
 
   void RecordFaultLatency(uint64_t ns);
