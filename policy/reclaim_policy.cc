@@ -1,6 +1,7 @@
 #include "policy/reclaim_policy.h"
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 
 namespace coldheap::policy {
@@ -14,12 +15,17 @@ constexpr uint64_t kPageBytes = 4096;
 constexpr uint64_t kInitialNsPerPage = 10'000;
 // Time constant of the rate averages: long enough that one bursty scan does
 // not move the threshold, short enough to follow a phase change in minutes.
-constexpr double kRateSmoothingMs = 30'000;
+constexpr double kRateSmoothingMs = 120'000;
+// How fast the threshold moves while the rate is out of its band: slower
+// than the rate average, so that the refaults of a move are seen before the
+// next doubling, and slower down than up.
+constexpr double kDoublingMs = 180'000;
+constexpr double kHalvingMs = 360'000;
 
 }  // namespace
 
 ReclaimPolicy::ReclaimPolicy(const PolicySettings& settings)
-    : settings_(settings), cold_age_scans_(FloorScans()) {}
+    : settings_(settings), cold_age_scans_(FloorScans()), threshold_(cold_age_scans_) {}
 
 uint32_t ReclaimPolicy::FloorScans() const {
   if (settings_.cold_age_ms == 0) return 0;
@@ -29,8 +35,8 @@ uint32_t ReclaimPolicy::FloorScans() const {
 }
 
 Decision ReclaimPolicy::Decide(const ScanReport& report) {
-  UpdateRates(report);
-  AdaptThreshold(report);
+  double dt_ms = UpdateRates(report);
+  AdaptThreshold(report, dt_ms);
   Decision d;
   d.cold_age_scans = cold_age_scans_;
   d.promotions_per_minute = static_cast<uint64_t>(promotions_per_minute_ + 0.5);
@@ -60,41 +66,49 @@ Decision ReclaimPolicy::Decide(const ScanReport& report) {
 // Folds this scan's refaults and mistake cost into the moving averages,
 // weighted by the time since the previous scan (an exponential average in
 // time, so a late scan counts for the time it covers).
-void ReclaimPolicy::UpdateRates(const ScanReport& report) {
+double ReclaimPolicy::UpdateRates(const ScanReport& report) {
+  double dt = 0;
   if (seen_report_ && report.now_ms > last_now_ms_) {
-    double dt = static_cast<double>(report.now_ms - last_now_ms_);
+    dt = static_cast<double>(report.now_ms - last_now_ms_);
     double refaults = static_cast<double>(report.refaults_total - last_refaults_);
+    double unlearned =
+        static_cast<double>(report.unlearned_refaults_total - last_unlearned_);
     double cost = static_cast<double>(report.refault_cost_ns_total -
                                       last_refault_cost_ns_);
     double weight = dt / (dt + kRateSmoothingMs);
     promotions_per_minute_ +=
         weight * (refaults * kMinuteMs / dt - promotions_per_minute_);
+    unlearned_per_minute_ +=
+        weight * (unlearned * kMinuteMs / dt - unlearned_per_minute_);
     refault_ns_per_ms_ += weight * (cost / dt - refault_ns_per_ms_);
   }
   seen_report_ = true;
   last_now_ms_ = report.now_ms;
   last_refaults_ = report.refaults_total;
+  last_unlearned_ = report.unlearned_refaults_total;
   last_refault_cost_ns_ = report.refault_cost_ns_total;
+  return dt;
 }
 
-// A small step every scan, on the smoothed rate, with a dead band between a
+// A small step every scan, in proportion to the time it covers, on the
+// smoothed rate, with a dead band between a
 // quarter of the objective and the objective: see the header.
-void ReclaimPolicy::AdaptThreshold(const ScanReport& report) {
+void ReclaimPolicy::AdaptThreshold(const ScanReport& report, double dt_ms) {
   uint32_t floor = FloorScans();
   if (floor == 0) return;  // stress mode does not adapt
   double working_set = static_cast<double>(std::max<uint64_t>(report.resident_pages, 1));
-  double rate_ppm = promotions_per_minute_ * 1e6 / working_set;
+  double rate_ppm = unlearned_per_minute_ * 1e6 / working_set;
   double objective = settings_.promotion_rate_ppm_per_minute;
-  if (rate_ppm > objective && promotions_per_minute_ >= 1) {
-    uint32_t step = std::max<uint32_t>(cold_age_scans_ / 32, 1);
-    cold_age_scans_ = std::min(cold_age_scans_ + step, kMaxAgeScans);
-  } else if (rate_ppm * 4 < objective || promotions_per_minute_ < 1) {
+  if (rate_ppm > objective && unlearned_per_minute_ >= 1) {
+    threshold_ *= std::exp2(dt_ms / kDoublingMs);
+  } else if (rate_ppm * 4 < objective || unlearned_per_minute_ < 1) {
     // Under one refault a minute is always far enough below: with an
     // objective of 0 (COLDHEAP_PROMOTION_RATE=0) the threshold must still
     // come back down.
-    uint32_t step = std::max<uint32_t>(cold_age_scans_ / 64, 1);
-    cold_age_scans_ = cold_age_scans_ > floor + step ? cold_age_scans_ - step : floor;
+    threshold_ /= std::exp2(dt_ms / kHalvingMs);
   }
+  threshold_ = std::clamp<double>(threshold_, floor, kMaxAgeScans);
+  cold_age_scans_ = static_cast<uint32_t>(threshold_ + 0.5);
 }
 
 // The youngest age to reclaim so that resident + pool gets under the target,

@@ -9,11 +9,18 @@
 //    ticks. The threshold is the global guard behind the per-page memory: it
 //    adapts to a promotion-rate objective, as in Google's far-memory fleet:
 //    refaults of compressed pages per minute should stay at or below
-//    COLDHEAP_PROMOTION_RATE of the resident working set. The rate is a
-//    moving average updated every scan (time constant kRateSmoothingMs), and
-//    the threshold moves every scan by a small step: up by 1/32 while the
-//    rate is above the objective, down by 1/64 (to the COLDHEAP_COLD_AGE
-//    floor) while it is under a quarter of it, and holds in between. Small
+//    COLDHEAP_PROMOTION_RATE of the resident working set. It counts only
+//    the refaults the per-page memory cannot learn from (pages that came
+//    back late, or were already at the top level): the others raise their
+//    page's threshold, and during that learning their rate is no sign that
+//    the global threshold is wrong (raising it then only made the threshold
+//    swing between the floor and the cap on a stationary trace). The rate is a
+//    moving average updated every scan (time constant 2 minutes), and the
+//    threshold moves every scan by a small step, in proportion to the time
+//    the scan covers: up at a pace that doubles it in 3 minutes while the
+//    rate is above the objective, down at one that halves it in 6 minutes
+//    (to the COLDHEAP_COLD_AGE floor) while it is under a quarter of it, and
+//    it holds in between. Small
 //    steps on a smoothed rate, with a dead band, converge on a steady
 //    workload; the minute-long doubling and halving this replaced swung the
 //    threshold up and down on the same workload.
@@ -68,6 +75,8 @@ struct ScanReport {
   uint64_t evicted_pages = 0;   // compressed or same-filled now
   uint64_t pool_total_size = 0;
   uint64_t refaults_total = 0;  // compressed pages faulted back, since start
+  // Of those, the ones no page's refault level rose for (see above).
+  uint64_t unlearned_refaults_total = 0;
   // What refaults (from the pool and from probation) cost, since start:
   // handler CPU plus the faulting threads' stall, in ns.
   uint64_t refault_cost_ns_total = 0;
@@ -101,8 +110,8 @@ class ReclaimPolicy {
 
  private:
   uint32_t FloorScans() const;
-  void UpdateRates(const ScanReport& report);
-  void AdaptThreshold(const ScanReport& report);
+  double UpdateRates(const ScanReport& report);  // returns ms since the last
+  void AdaptThreshold(const ScanReport& report, double dt_ms);
   uint32_t BudgetAge(const ScanReport& report, uint64_t* pages_needed,
                      bool* unreachable) const;
   bool PoolFull(const ScanReport& report);
@@ -110,6 +119,7 @@ class ReclaimPolicy {
 
   PolicySettings settings_;
   uint32_t cold_age_scans_;
+  double threshold_;  // cold_age_scans_ before rounding
   bool pool_full_ = false;
   bool unreachable_ = false;
   uint64_t pool_limit_hits_ = 0;
@@ -118,10 +128,12 @@ class ReclaimPolicy {
   bool seen_report_ = false;
   uint64_t last_now_ms_ = 0;
   uint64_t last_refaults_ = 0;
+  uint64_t last_unlearned_ = 0;
   uint64_t last_refault_cost_ns_ = 0;
   // Moving averages (see kRateSmoothingMs): refaults per minute, and the
   // cost of refaults in ns per ms of wall time (which is ppm of a core).
   double promotions_per_minute_ = 0;
+  double unlearned_per_minute_ = 0;
   double refault_ns_per_ms_ = 0;
   // Measured cost of one page of background work (EWMA), in ns.
   uint64_t ns_per_page_ = 0;

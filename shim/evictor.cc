@@ -248,6 +248,8 @@ policy::ScanReport Evictor::BuildReport() {
   r.pool_total_size = heap_->pool->TotalSize();
   r.refaults_total = stats.refaults.load(std::memory_order_relaxed);
   r.refault_cost_ns_total = stats.refault_cost_ns.load(std::memory_order_relaxed);
+  r.unlearned_refaults_total =
+      stats.unlearned_refaults.load(std::memory_order_relaxed);
   r.pages_processed = last_processed_;
   r.cpu_ns = last_cpu_ns_;
   for (int age = 0; age < policy::kAgeBuckets; ++age) {

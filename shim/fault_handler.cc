@@ -197,7 +197,9 @@ bool FaultHandlers::Refault(Handler& h, size_t index, uint32_t word) {
   PageEntry& e = heap_->table->at(index);
   uint8_t ticks_out = e.age.load(std::memory_order_relaxed);
   if (!RestoreRun(h, index, 1, &h.claimed[0])) return false;
-  RememberRefault(e, ticks_out);
+  if (!RememberRefault(e, ticks_out)) {
+    heap_->stats->unlearned_refaults.fetch_add(1, std::memory_order_relaxed);
+  }
   heap_->stats->refaults.fetch_add(1, std::memory_order_relaxed);
   size_t more = ClaimNeighbours(h, index);
   if (more > 0 && RestoreRun(h, index + 1, more, &h.claimed[1])) {
@@ -209,8 +211,9 @@ bool FaultHandlers::Refault(Handler& h, size_t index, uint32_t word) {
 // Judges a refault of page `e` by how long it stayed out (`ticks_out`, its
 // age while out, in its own ticks) and updates its refault level: see
 // policy/refault_memory.h. Only the page the program asked for is judged;
-// fault-around neighbours were not.
-void FaultHandlers::RememberRefault(PageEntry& e, uint8_t ticks_out) {
+// fault-around neighbours were not. True if its level rose (the page
+// learned from it).
+bool FaultHandlers::RememberRefault(PageEntry& e, uint8_t ticks_out) {
   auto cold_age = static_cast<uint32_t>(
       heap_->stats->cold_age_scans.load(std::memory_order_relaxed));
   uint8_t level = e.refault_level.load(std::memory_order_relaxed);
@@ -219,6 +222,7 @@ void FaultHandlers::RememberRefault(PageEntry& e, uint8_t ticks_out) {
   if (policy::IsMistake(ticks_out, cold_age)) {
     heap_->stats->mistakes.fetch_add(1, std::memory_order_relaxed);
   }
+  return next > level;
 }
 
 // Restores `pages` claimed pages from `index`, whose words before the claim
@@ -265,7 +269,7 @@ bool FaultHandlers::CopyBackStaged(size_t index) {
     return false;
   }
   Finish(index, 1);
-  RememberRefault(e, ticks_out);
+  (void)RememberRefault(e, ticks_out);
   heap_->stats->staged_refaults.fetch_add(1, std::memory_order_relaxed);
   return true;
 }

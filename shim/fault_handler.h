@@ -81,7 +81,7 @@ class FaultHandlers {
 
   void FillUntouched(size_t index);
   bool Refault(Handler& h, size_t index, uint32_t word);
-  void RememberRefault(PageEntry& e, uint8_t ticks_out);
+  bool RememberRefault(PageEntry& e, uint8_t ticks_out);
   bool RestoreRun(Handler& h, size_t index, size_t pages, const uint32_t* was);
   size_t ClaimNeighbours(Handler& h, size_t index);
   bool CopyBackStaged(size_t index);

@@ -59,12 +59,16 @@ constexpr Row kRows[] = {
      "in memory"},
     {"memory", "heap pages", "heap_pages", Unit::kPages,
      "given to the allocator"},
+    {"memory", "raised threshold", "raised_threshold_pages", Unit::kPages,
+     "pages that came back too soon"},
     {"activity", "evicted pages", "evicted_pages", Unit::kCount,
      "compressed or same-filled"},
     {"activity", "refaults", "refaults", Unit::kCount,
      "evicted pages touched again"},
     {"activity", "staged refaults", "staged_refaults", Unit::kCount,
      "of those, caught before compression"},
+    {"activity", "mistakes", "mistakes", Unit::kCount,
+     "refaults soon after eviction (incl. staged)"},
     {"activity", "fault-around pages", "fault_around_pages", Unit::kCount,
      "neighbours restored with a refault"},
     {"activity", "first-touch faults", "first_touch_faults", Unit::kCount,
@@ -84,6 +88,8 @@ constexpr Row kRows[] = {
     {"activity", "scans", "scans", Unit::kCount, ""},
     {"costs", "evictor CPU", "evictor_cpu_us", Unit::kMicros, ""},
     {"costs", "fault handler CPU", "handler_cpu_us", Unit::kMicros, ""},
+    {"costs", "refault cost", "refault_cost_us", Unit::kMicros,
+     ""},
 };
 
 constexpr absl::string_view kGroups[] = {"pool", "memory", "activity",
@@ -144,7 +150,8 @@ std::string LatencySummary(const Snapshot& snapshot, uint64_t* total) {
 }
 
 // What a group shows after its rows: figures made of several counters.
-std::string GroupExtras(absl::string_view group, const Snapshot& snapshot) {
+std::string GroupExtras(absl::string_view group, const Snapshot& snapshot,
+                        double age_seconds) {
   if (group == "memory") {
     std::optional<double> stored = snapshot.Number("stored_pages");
     std::optional<double> same = snapshot.Number("same_filled_pages");
@@ -153,12 +160,25 @@ std::string GroupExtras(absl::string_view group, const Snapshot& snapshot) {
     double saved = (*stored + *same) * os::kPageSize - *pool;
     return Line("saved", MiB(saved), "evicted pages' size - pool total size");
   }
+  if (group == "activity") {
+    std::optional<double> mistakes = snapshot.Number("mistakes");
+    if (!mistakes || age_seconds <= 0) return "";
+    return Line("mistakes per minute",
+                absl::StrFormat("%.1f", *mistakes * 60 / age_seconds),
+                "since start");
+  }
   if (group == "costs") {
+    std::optional<double> ppm = snapshot.Number("refault_cost_ppm");
+    std::string lines;
+    if (ppm) {
+      lines = Line("refault cost now", absl::StrFormat("%.2f%%", *ppm / 1e4),
+                   "of one core: handler CPU + stalled threads (smoothed)");
+    }
     uint64_t faults;
     std::string summary = LatencySummary(snapshot, &faults);
-    if (summary.empty()) return "";
-    return Line("fault latency", "", absl::StrCat(summary, " (", faults,
-                                                  " faults timed)"));
+    if (summary.empty()) return lines;
+    return lines + Line("fault latency", "", absl::StrCat(summary, " (", faults,
+                                                          " faults timed)"));
   }
   return "";
 }
@@ -398,7 +418,7 @@ std::string FormatReport(const Process& process, const Snapshot& snapshot) {
         break;
       }
     }
-    absl::StrAppend(&out, GroupExtras(group, snapshot));
+    absl::StrAppend(&out, GroupExtras(group, snapshot, process.age_seconds));
   }
   std::string other;
   for (const auto& [key, value] : snapshot.entries) {

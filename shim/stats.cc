@@ -108,6 +108,7 @@ void Format(const Stats& s, Text& t) {
   t.Line("refaults", Get(s.refaults));
   t.Line("staged_refaults", Get(s.staged_refaults));
   t.Line("mistakes", Get(s.mistakes));
+  t.Line("unlearned_refaults", Get(s.unlearned_refaults));
   t.Line("fault_around_pages", Get(s.fault_around_pages));
   t.Line("first_touch_faults", Get(s.first_touch_faults));
   t.Line("first_touch_pages", Get(s.first_touch_pages));

@@ -51,7 +51,8 @@ struct Stats {
   Counter reject_busy{0};           // pages that could not be moved (COW)
   Counter cow_unshared{0};          // pages a fork had shared, made movable
   Counter refaults{0};              // evicted pages faulted back
-  Counter mistakes{0};  // refaults (incl. from probation) sooner than the page's threshold
+  Counter mistakes{0};  // refaults (incl. from probation) within the mistake window
+  Counter unlearned_refaults{0};  // refaults that raised no page's level
   Counter staged_refaults{0};       // refaults served from staging (no decompress)
   Counter first_touch_faults{0};    // faults on untouched memory
   Counter first_touch_pages{0};     // pages zero-filled by those faults

@@ -174,6 +174,7 @@ void ExpectSameConfig(const Config& a, const Config& b) {
   EXPECT_EQ(a.cpu_budget_ppm, b.cpu_budget_ppm);
   EXPECT_STREQ(a.writeback_file, b.writeback_file);
   EXPECT_EQ(a.fault_around_pages, b.fault_around_pages);
+  EXPECT_EQ(a.evict_all_at_ms, b.evict_all_at_ms);
 }
 
 size_t CountLines(const std::string& text) {
@@ -633,6 +634,15 @@ TEST(ConfigFaultAround, AcceptsZeroTo64Pages) {
   }
 }
 
+TEST(ConfigEvictAllAt, IsOffByDefaultAndTakesADuration) {
+  EXPECT_EQ(kDefaultConfig.evict_all_at_ms, 0u);
+  EXPECT_EQ(ExpectAccepted("COLDHEAP_EVICT_ALL_AT", "30s").evict_all_at_ms, 30'000u);
+  EXPECT_EQ(ExpectAccepted("COLDHEAP_EVICT_ALL_AT", "0").evict_all_at_ms, 0u);
+  for (const char* bad : {"30", "30x", "", "-1s", "1441m"}) {
+    ExpectRejected("COLDHEAP_EVICT_ALL_AT", bad);
+  }
+}
+
 // ---------------------------------------------------------------------------
 // Decimal percentages: COLDHEAP_PROMOTION_RATE and COLDHEAP_CPU_BUDGET.
 
@@ -774,7 +784,7 @@ TEST(ConfigLoad, ReadsTheProcessEnvironmentAndSetsTheLogLevel) {
       << text;
   EXPECT_NE(text.find("coldheap: COLDHEAP_REGION_SIZE=64G\n"),
             std::string::npos);
-  EXPECT_EQ(CountLines(text), 15u) << text;
+  EXPECT_EQ(CountLines(text), 16u) << text;
 }
 
 TEST(ConfigLog, LoggedConfigurationParsesBackToItself) {
@@ -802,7 +812,7 @@ TEST(ConfigLog, LoggedConfigurationParsesBackToItself) {
     ASSERT_EQ(line.rfind("coldheap: ", 0), 0u) << line;
     entries.push_back(line.substr(strlen("coldheap: ")));
   }
-  EXPECT_EQ(entries.size(), 15u) << text;
+  EXPECT_EQ(entries.size(), 16u) << text;
   EXPECT_NE(text.find("COLDHEAP_PROMOTION_RATE=0.0125%\n"), std::string::npos);
   EXPECT_NE(text.find("COLDHEAP_CPU_BUDGET=7.5%\n"), std::string::npos);
   EXPECT_NE(text.find("COLDHEAP_REGION_SIZE=3000M\n"), std::string::npos);
@@ -869,7 +879,7 @@ TEST(ConfigAllocation, ParsingAndLoggingAllocateNothing) {
   std::string text = capture.Finish();
   SetLogLevel(kDefaultLogLevel);
   EXPECT_EQ(t_allocations, 0u);
-  EXPECT_EQ(CountLines(text), 3u + 15u + 2u) << text;
+  EXPECT_EQ(CountLines(text), 3u + 16u + 2u) << text;
 #else
   GTEST_SKIP() << "ASan owns malloc; allocation counting needs a plain build";
 #endif

@@ -534,6 +534,40 @@ int ModeReadHot(size_t mb, int seconds) {
   return 0;
 }
 
+// A hot set read every `period_ms` (longer than the cold age, so probation
+// alone cannot keep it) and never written: invisible to write tracking, so
+// each of its pages is taken out by mistake until it has learned a long
+// enough threshold. Prints the mistakes counted when `learn_s` seconds have
+// passed and at the end: once learned, the count stops growing.
+int ModeReadPeriodic(size_t mb, int seconds, int period_ms, int learn_s) {
+  std::vector<Block> blocks = Allocate(mb, 4242);
+  size_t hot = blocks.size() / 10;
+  size_t hot_pages = 0;
+  for (size_t i = 0; i < hot; ++i) hot_pages += blocks[i].size / 4096;
+  uint64_t sum = 0;
+  uint64_t mistakes_learned = 0;
+  auto start = std::chrono::steady_clock::now();
+  for (;;) {
+    for (size_t i = 0; i < hot; ++i) {
+      for (size_t off = 0; off < blocks[i].size; off += 4096) sum += blocks[i].data[off];
+    }
+    auto elapsed = std::chrono::steady_clock::now() - start;
+    if (elapsed > std::chrono::seconds(learn_s) && mistakes_learned == 0) {
+      mistakes_learned = Stat("mistakes") + 1;  // +1: "taken"
+    }
+    if (elapsed > std::chrono::seconds(seconds)) break;
+    usleep(static_cast<useconds_t>(period_ms) * 1000);
+  }
+  printf("hot_pages %zu\n", hot_pages);
+  printf("mistakes_learned %llu\n", static_cast<unsigned long long>(mistakes_learned - 1));
+  printf("mistakes_end %llu\n", static_cast<unsigned long long>(Stat("mistakes")));
+  printf("raised_threshold_pages %llu\n",
+         static_cast<unsigned long long>(Stat("raised_threshold_pages")));
+  VerifyAll(blocks, "readperiodic");
+  printf("checksum %llu\n", static_cast<unsigned long long>(sum));
+  return 0;
+}
+
 // Invariant 4: faults are served while a program thread is frozen inside
 // malloc/free, holding jemalloc's locks. Run with
 // MALLOC_CONF=narenas:1,tcache:false so that every allocation takes the one
@@ -587,6 +621,10 @@ int main(int argc, char** argv) {
   if (mode == "io") return ModeIo(arg(2, 8));
   if (mode == "fork") return ModeFork(arg(2, 16));
   if (mode == "readhot") return ModeReadHot(arg(2, 256), static_cast<int>(arg(3, 12)));
+  if (mode == "readperiodic") {
+    return ModeReadPeriodic(arg(2, 64), static_cast<int>(arg(3, 30)),
+                            static_cast<int>(arg(4, 700)), static_cast<int>(arg(5, 22)));
+  }
   if (mode == "pausedlocker") return ModePausedLocker(static_cast<int>(arg(2, 20)));
   if (mode == "forknofd") return ModeForkNoFd(arg(2, 16));
   if (mode == "forkshared") return ModeForkShared(arg(2, 8));

@@ -252,6 +252,31 @@ TEST(ShimIntegration, ReadOnlyHotSetStaysResidentAndTheRestIsCompressed) {
   EXPECT_GE(out["resident_pages"] * 100, heap * 8) << "hot set not resident";
 }
 
+// Per-page refault memory: a hot set read every 0.7 s against a 0.5 s cold
+// age is taken out by mistake at first (write tracking cannot see reads),
+// and each page's threshold doubles with each mistake: 0.5, 1, 2, 4, 8,
+// 16 s, so the last round of mistakes comes at ~18 s and the next would
+// come after the run. Without the memory, every hot page would refault
+// about once a second to the end.
+TEST(ShimIntegration, ReadHotRegionStaysResidentAfterItsFirstMistakes) {
+  RunResult run = RunWorkload(
+      {"readperiodic", "64", "30", "700", "22"}, true,
+      {"COLDHEAP_COLD_AGE=500ms", "COLDHEAP_SCAN_INTERVAL=100ms",
+       "COLDHEAP_CPU_BUDGET=100"});
+  ASSERT_EQ(run.exit_code, 0) << run.stderr_text;
+  std::map<std::string, uint64_t> out = ParseStats(run.stdout_text);
+  uint64_t hot = out["hot_pages"];
+  ASSERT_GT(hot, 1000u) << run.stdout_text;
+  EXPECT_GE(out["mistakes_learned"], 3 * hot) << "the hot set was not learned "
+                                                 "through mistakes: the test proved nothing\n"
+                                              << run.stdout_text;
+  EXPECT_GE(out["raised_threshold_pages"], hot * 8 / 10) << run.stdout_text;
+  // The last 8 s: at most 2% of the hot set (a starved reader can let a
+  // page slip a whole threshold).
+  EXPECT_LE(out["mistakes_end"] - out["mistakes_learned"], hot / 50)
+      << "the hot set keeps coming back\n" << run.stdout_text;
+}
+
 // Budget mode: with cold age out of reach, the budget alone drives eviction
 // and brings resident + pool under half the heap within a few scans.
 TEST(ShimIntegration, BudgetModeReachesItsTarget) {

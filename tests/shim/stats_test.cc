@@ -182,7 +182,9 @@ TEST(WriteStatsTest, EveryLineFitsWithEveryCounterAtItsMaximum) {
                      &stats.written_back_pages, &stats.scans,
                      &stats.evictor_cpu_ns, &stats.handler_cpu_ns,
                      &stats.pool_peak_size, &stats.cow_unshared,
-                     &stats.file_pages}) {
+                     &stats.file_pages, &stats.mistakes,
+                     &stats.unlearned_refaults, &stats.refault_cost_ns,
+                     &stats.refault_cost_ppm, &stats.raised_threshold_pages}) {
     c->store(kMax);
   }
   for (Counter& c : stats.age_histogram) c.store(kMax);
