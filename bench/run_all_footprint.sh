@@ -138,7 +138,7 @@ footprint / oracle footprint (1.00: coldheap's policy is as good as page granula
 allows; what is left above it is the policy's, what is between the oracle and the
 `without` run is the data's and the allocator's layout). The table also gives the
 distinct pages the oracle faulted back (its refaults at the end of the measure phase)
-and when its eviction was seen done, relative to the measure start.
+and when its eviction was due and seen done, relative to the measure start.
 See `bench/footprint.py` for the details.
 
 Workloads: `kv_cache` (bench/kv_cache.cc: profiles as structs and strings, Zipfian
