@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The main job, in one command: installs what is missing (Debian packages),
 # builds the shim and the footprint runner, and runs the built-in key-value
-# cache without and with coldheap (about 2-3 minutes on 2 vCPUs): requests
+# cache without and with coldheap, then its oracle run (the best any
+# page-granular policy could do; see bench/footprint.py; --oracle=0 skips
+# it) (about 3-4 minutes on 2 vCPUs): requests
 # go to a Zipfian hot set of 10% of the keys, the other 90% stay in the
 # cache untouched, as in a cache that holds more than its traffic needs.
 # Prints the table and the path of the plot. Extra arguments go to the runner, e.g.

@@ -10,6 +10,18 @@ What it does, for each run (same workload, same seed, same flags):
   disabled (optional, --runs=without,disabled,with) LD_PRELOAD with
            COLDHEAP_ENABLE=off: plain jemalloc, to separate the allocator's
            own effect from eviction's.
+  oracle   (on by default; --oracle=0 skips it) the "with" settings plus
+           COLDHEAP_EVICT_ALL_AT=<the measure start>: the shim evicts
+           nothing until then, compresses every resident page once, and never
+           evicts again. Every page faulted back stays resident, so at the end
+           of the measure phase the process holds exactly the pages touched in
+           the measure phase resident and the rest compressed: the footprint
+           of the best any page-granular policy could do over that window.
+           The shim counts that time from its own start, and the measure phase
+           begins after the load (which no flag bounds) and --settle_s, so the
+           time is the measure start of the run before it in the same
+           repetition (with, else disabled, else without; --oracle_at
+           overrides it); the oracle always runs last in a repetition.
 For a server workload (redis, memcached) the shim applies to the server only;
 the load generator (//bench:kv_client) always runs plain.
 
@@ -48,6 +60,21 @@ Figures (per run):
                   pool's packing and fragmentation included. Beside it, the
                   compressor's own ratio, stored_pages * 4096 /
                   compressed_bytes.
+  oracle footprint = the oracle run's PSS at the end of the measure phase
+                  (the mean of its last second): the pages touched since the
+                  eviction resident, plus the rest in its pool at the
+                  compression ratio it measured. Not the mean over the measure
+                  phase, which would count the first seconds after the
+                  eviction, before the touched pages are back, as if a policy
+                  could know them without touching them.
+  vs oracle     = with's steady state / oracle footprint (1.00: as good as
+                  any page-granular policy). Beside it: the distinct pages
+                  the oracle faulted back (its refaults at the end of the
+                  measure phase, from the live statistics: the final
+                  statistics file also counts the teardown's refaults), and
+                  when its eviction was due and when it was seen done, from
+                  its measure start; a note under the table when they are far
+                  off.
   throughput, p50, p99 = the workload's RESULT for the measure phase.
   coldheap CPU  = evictor_cpu_us + handler_cpu_us: in total, and during the
                   measure phase as a percentage of one core.
@@ -67,6 +94,7 @@ import argparse
 import csv
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -80,12 +108,13 @@ RUN_LABELS = {
     "without": "without coldheap",
     "disabled": "shim loaded, COLDHEAP_ENABLE=off",
     "with": "with coldheap",
+    "oracle": "oracle (all evicted once at the measure start)",
 }
 CSV_FIELDS = [
     "t_s", "phase", "rss_kib", "pss_kib", "pool_total_size", "stored_pages",
     "same_filled_pages", "evicted_pages", "refaults", "evictor_cpu_us",
     "handler_cpu_us", "process_cpu_s", "ops_per_s", "compressed_bytes",
-    "driver_cpu_s", "system_busy_s", "steal_s",
+    "driver_cpu_s", "system_busy_s", "steal_s", "resident_pages",
 ]
 MIB = 1024.0 * 1024.0
 
@@ -255,6 +284,7 @@ class Sampler(threading.Thread):
             "driver_cpu_s": "" if driver_cpu is None else round(driver_cpu, 3),
             "system_busy_s": "" if system is None else round(system[0], 2),
             "steal_s": "" if system is None else round(system[1], 2),
+            "resident_pages": stats.get("resident_pages", ""),
         })
         return True
 
@@ -337,7 +367,9 @@ def clean_env():
     return env
 
 
-def run_env(args, run, out_dir, tag):
+def run_env(args, run, out_dir, tag, evict_all_at=None):
+    """The measured process's environment. The oracle run is the "with" run
+    plus COLDHEAP_EVICT_ALL_AT=evict_all_at (a duration from the shim's start)."""
     env = clean_env()
     if run == "without":
         return env
@@ -351,6 +383,8 @@ def run_env(args, run, out_dir, tag):
     for kv in args.shim_env:
         k, _, v = kv.partition("=")
         env[k] = v
+    if run == "oracle" and evict_all_at is not None:
+        env["COLDHEAP_EVICT_ALL_AT"] = evict_all_at
     return env
 
 
@@ -373,10 +407,10 @@ def server_command(args, port, out_dir, tag):
     return cmd
 
 
-def one_run(args, run, tag, out_dir):
+def one_run(args, run, tag, out_dir, evict_all_at=None):
     """Runs the workload once; returns (samples, state, ok, note). `tag`
     names its files: the run, and the repetition when there are several."""
-    env = run_env(args, run, out_dir, tag)
+    env = run_env(args, run, out_dir, tag, evict_all_at)
     stats_file = env.get("COLDHEAP_STATS")
     if stats_file and os.path.exists(stats_file):
         os.remove(stats_file)
@@ -455,6 +489,39 @@ def one_run(args, run, tag, out_dir):
     return sampler.samples, state, ok, note
 
 
+def oracle_time(args, measure_starts):
+    """COLDHEAP_EVICT_ALL_AT of the oracle run, and where it comes from:
+    --oracle_at, else the measure start of a run before it in this repetition
+    (seconds since that run's process started; the shim counts from its own
+    start). The load before the settle phase takes a time no flag fixes, so
+    the settle time alone would evict too early: the measure phase starts at
+    load + settle. The "with" run is preferred: its load ran under the same
+    shim, userfaultfd and all."""
+    if args.oracle_at:
+        return args.oracle_at, "--oracle_at"
+    for r in ("with", "disabled", "without"):
+        t = measure_starts.get(r)
+        if t is not None:
+            return "%dms" % round(t * 1000), "the measure start of the %s run" % r
+    return None, "no run before the oracle reached its measure phase: no time to evict at"
+
+
+def logged_env(args, tag, out_dir):
+    """The COLDHEAP_* settings an earlier run logged ("# env:" line)."""
+    env = {}
+    try:
+        with open(os.path.join(out_dir, "%s-%s.log" % (args.workload, tag))) as fh:
+            for line in fh:
+                if line.startswith("# env: "):
+                    for kv in line[len("# env: "):].split():
+                        k, _, v = kv.partition("=")
+                        env[k] = v
+                    break
+    except OSError:
+        pass
+    return env
+
+
 def load_run(args, run, tag, out_dir):
     """A run made earlier, read back from its CSV and log (--report_only)."""
     state = RunState()
@@ -490,7 +557,15 @@ def num(v):
     return None if v == "" or v is None else float(v)
 
 
-def summarize(samples, state, run, stats_file):
+def duration_s(text):
+    """A COLDHEAP_* duration (500ms, 30s, 2m) in seconds; None if not one."""
+    m = re.fullmatch(r"\s*([0-9]+)\s*(ms|s|m)?\s*", text or "", re.IGNORECASE)
+    if not m or (m.group(2) is None and m.group(1) != "0"):
+        return None
+    return int(m.group(1)) * {"ms": 0.001, "s": 1.0, "m": 60.0}[(m.group(2) or "s").lower()]
+
+
+def summarize(samples, state, run, stats_file, evict_all_at=None):
     phases = state.phase_times
     measure = [s for s in samples if s["phase"] == "measure"]
     f = {"run": run, "samples": len(samples), "phase_times": phases,
@@ -545,6 +620,12 @@ def summarize(samples, state, run, stats_file):
             if ops:
                 # Less noisy than throughput on a shared 2-vCPU machine.
                 f["process_cpu_us_per_op"] = (pb - pa) / span / ops * 1e6
+    if measure:
+        # The end of the measure phase: the mean of its last second.
+        tail = [s for s in measure if s["t_s"] >= measure[-1]["t_s"] - 1.0]
+        f["end_pss_mib"] = sum(s["pss_kib"] for s in tail) / len(tail) / 1024.0
+    if run == "oracle":
+        summarize_oracle(f, samples, measure, phases, duration_s(evict_all_at))
     final = read_stats_file(stats_file) if stats_file else {}
     if not final and samples and num(samples[-1]["evictor_cpu_us"]) is not None:
         final = {k: num(samples[-1][k]) for k in ("evictor_cpu_us", "handler_cpu_us")}
@@ -556,6 +637,47 @@ def summarize(samples, state, run, stats_file):
     if state.result:
         f["result"] = state.result
     return f
+
+
+def summarize_oracle(f, samples, measure, phases, due_s):
+    """The oracle run's own figures. Its shim evicted nothing until
+    COLDHEAP_EVICT_ALL_AT, then every resident page at once, and never again,
+    so every page faulted back after that stays resident: at the end of the
+    measure phase the process holds the pages touched since the eviction
+    (faulted back, or newly allocated) resident and the rest compressed, which
+    is the footprint of the best page-granular policy for that window."""
+    # The live statistics are rewritten at the end of each scan, so the first
+    # sample showing evicted pages comes after the whole eviction pass.
+    done = next((s for s in samples if (num(s["evicted_pages"]) or 0) > 0), None)
+    ms = phases.get("measure")
+    if due_s is not None and ms is not None:
+        # The shim counts from its own start, a few ms after the runner's t0;
+        # it starts the pass at its first scan after that time and the pass
+        # takes a while (pages are evicted as it sweeps the heap).
+        f["oracle_due_after_measure_start_s"] = due_s - ms
+    if done is None:
+        f["oracle_problem"] = "the shim never evicted (COLDHEAP_EVICT_ALL_AT not honoured?)"
+        return
+    f["oracle_evicted_t_s"] = done["t_s"]
+    f["oracle_evicted_pages"] = num(done["evicted_pages"])
+    if ms is not None:
+        f["oracle_evicted_after_measure_start_s"] = done["t_s"] - ms
+    if not measure:
+        return
+    last = measure[-1]
+    if done["t_s"] > last["t_s"]:
+        f["oracle_problem"] = "the eviction came after the measure phase"
+        return
+    f["oracle_pss_mib"] = f.get("end_pss_mib")
+    # Each refault is a distinct page: a page faulted back is never evicted
+    # again. Pages first touched after the eviction (new allocations) are
+    # resident too but are not refaults.
+    refaults = num(last["refaults"])
+    if refaults is not None:
+        f["oracle_pages_faulted_back"] = refaults
+    resident = num(last.get("resident_pages"))
+    if resident is not None:
+        f["oracle_resident_pages_end"] = resident
 
 
 def median(values):
@@ -635,6 +757,31 @@ def markdown_table(args, figures, png_name):
                 ("saving, peak", "–" if not (p and pb) else "{:.1%}".format(1 - p / pb))):
             cells = [value if r == "with" else "" for r in runs]
             rows.append("| %s | %s | |" % (name, " | ".join(cells)))
+    oracle = next((f for f in figures if f["run"] == "oracle"), None)
+    if oracle is not None:
+        def only(run, value):
+            return "| %s | |" % " | ".join(value if r == run else "" for r in runs)
+        o = oracle.get("oracle_pss_mib")
+        rows.append("| oracle footprint: the pages touched from the measure start resident, "
+                    "the rest compressed (PSS, end of measure, MiB) " + only("oracle", fmt(o)))
+        if withf is not None:
+            s = withf.get("steady_pss_mib")
+            rows.append("| **vs oracle** (with's steady footprint / oracle footprint; 1.00 = "
+                        "the best any page-granular policy could do) " +
+                        only("with", "**%s**" % ratio(s, o)))
+        pages = oracle.get("oracle_pages_faulted_back")
+        rows.append("| oracle: distinct pages touched, faulted back after its eviction "
+                    "(refaults, end of measure) " +
+                    only("oracle", "–" if pages is None else "%s (%s MiB)" % (
+                        fmt(pages, 0), fmt(pages * 4096 / MIB))))
+        rows.append("| oracle: resident heap pages, end of measure " +
+                    only("oracle", fmt(oracle.get("oracle_resident_pages_end"), 0)))
+        due = oracle.get("oracle_due_after_measure_start_s")
+        off = oracle.get("oracle_evicted_after_measure_start_s")
+        n = oracle.get("oracle_evicted_pages")
+        rows.append("| oracle: eviction due / seen done (s after its measure start; pages "
+                    "evicted) " + only("oracle", "–" if off is None else "%s / %+.1f s (%s)" % (
+                        "–" if due is None else "%+.1f" % due, off, fmt(n, 0))))
     row("pool total_size, end of measure (MiB; inside the PSS above)",
         lambda f: f.get("pool_end_mib"), compare=False)
     row("stored pages, end of measure", lambda f: f.get("stored_pages_end"), 0, compare=False)
@@ -665,8 +812,37 @@ def markdown_table(args, figures, png_name):
         lambda f: f.get("other_cpu_measure_pct"), 1, compare=False)
     text = [head, sep] + rows
     text.append("")
+    for line in oracle_notes(args, oracle):
+        text.append(line)
+        text.append("")
     text.append("Plot: `%s`" % png_name)
     return "\n".join(text)
+
+
+def oracle_notes(args, oracle):
+    """What a reader of the oracle figures must know when they are off."""
+    if oracle is None:
+        return []
+    notes = []
+    if oracle.get("oracle_problem"):
+        notes.append("**Oracle: no figure:** %s." % oracle["oracle_problem"])
+    due = oracle.get("oracle_due_after_measure_start_s")
+    off = oracle.get("oracle_evicted_after_measure_start_s")
+    if due is not None and abs(due) > max(2.0, 0.05 * args.measure_s):
+        notes.append(
+            "**Oracle: its eviction was due %.1f s %s its measure start** (the time is "
+            "another run's measure start, and loads vary): its resident set is the pages "
+            "touched %s." % (
+                abs(due), "after" if due > 0 else "before",
+                "in a shorter window than the measure phase, so it is too small"
+                if due > 0 else "in a longer window than the measure phase, so it may be "
+                "too large"))
+    if off is not None and due is not None and off - due > max(3.0, 0.1 * args.measure_s):
+        notes.append(
+            "**Oracle: its eviction pass ended %.1f s after it was due**: the pages it "
+            "swept last were evicted that much into the measure phase, and those touched "
+            "only before their turn are not in its resident set." % (off - due))
+    return notes
 
 
 def gnuplot_terminal():
@@ -685,7 +861,8 @@ def plot(args, out_dir, figures, csv_paths, png_path):
     term = gnuplot_terminal()
     if term is None:
         return "gnuplot not found (apt-get install gnuplot-nox)"
-    colors = {"without": "#1f77b4", "disabled": "#7f7f7f", "with": "#d62728"}
+    colors = {"without": "#1f77b4", "disabled": "#7f7f7f", "with": "#d62728",
+              "oracle": "#2ca02c"}
     title = "%s, %d MiB, seed %d: footprint (PSS) over time" % (
         args.workload, args.size_mb, args.seed)
     lines = [
@@ -753,7 +930,14 @@ def parse_args(argv):
     p.add_argument("--measure_s", type=int, default=60,
                    help="seconds of the measured phase (default 60)")
     p.add_argument("--runs", default="without,with",
-                   help="comma-separated, in order: without, disabled, with")
+                   help="comma-separated, in order: without, disabled, with (and oracle, "
+                        "which --oracle adds and always runs last)")
+    p.add_argument("--oracle", type=int, choices=(0, 1), default=1,
+                   help="1 (default): also run the oracle: the 'with' settings plus "
+                        "COLDHEAP_EVICT_ALL_AT at the measure start; 0: skip it")
+    p.add_argument("--oracle_at", metavar="DURATION",
+                   help="COLDHEAP_EVICT_ALL_AT of the oracle run, e.g. 45s (default: the "
+                        "measure start of the repetition's with run, from its process start)")
     p.add_argument("--cold_age", default="10s", help="COLDHEAP_COLD_AGE of the 'with' run")
     p.add_argument("--scan_interval", default="1s",
                    help="COLDHEAP_SCAN_INTERVAL of the 'with' run")
@@ -779,9 +963,16 @@ def parse_args(argv):
     args.runs = [r.strip() for r in args.runs.split(",") if r.strip()]
     for r in args.runs:
         if r not in RUN_LABELS:
-            p.error("--runs: unknown run '%s' (known: without, disabled, with)" % r)
+            p.error("--runs: unknown run '%s' (known: without, disabled, with, oracle)" % r)
     if not args.runs or args.runs[0] != "without":
         p.error("--runs must start with 'without' (the baseline)")
+    if args.oracle and "oracle" not in args.runs:
+        args.runs.append("oracle")
+    elif not args.oracle:
+        args.runs = [r for r in args.runs if r != "oracle"]
+    if args.oracle_at is not None and not re.fullmatch(r"[0-9]+(ms|s|m)", args.oracle_at):
+        p.error("--oracle_at takes a duration such as 45s, 45000ms or 2m, not '%s'"
+                % args.oracle_at)
     for kv in args.shim_env:
         if not kv.startswith("COLDHEAP_") or "=" not in kv:
             p.error("--shim_env takes COLDHEAP_NAME=value, not '%s'" % kv)
@@ -811,39 +1002,72 @@ def main(argv):
                   "install with third_party/install_deps.sh)" % path, file=sys.stderr)
             return 2
     os.makedirs(args.out, exist_ok=True)
+    if args.report_only and "oracle" in args.runs and not os.path.exists(os.path.join(
+            args.out, "%s-%s.csv" % (args.workload, "oracle" if args.repeat == 1
+                                     else "oracle-1"))):
+        # Results from before the oracle existed: render them as they were.
+        print("footprint: no oracle run in %s; the table goes without it" % args.out)
+        args.runs.remove("oracle")
     per_run = {run: [] for run in args.runs}
     first_csv = {}
     all_ok = True
     for rep in range(1, args.repeat + 1):
         # Alternate the order, so a drift of the machine's speed does not
-        # always favour the same run.
-        order = args.runs if rep % 2 == 1 else list(reversed(args.runs))
+        # always favour the same run. The oracle comes last: the time of its
+        # eviction is the measure start of a run before it.
+        plain = [r for r in args.runs if r != "oracle"]
+        order = plain if rep % 2 == 1 else list(reversed(plain))
+        if "oracle" in args.runs:
+            order.append("oracle")
+        measure_starts = {}
         for run in order:
             tag = run if args.repeat == 1 else "%s-%d" % (run, rep)
             print("footprint: %s, %s%s ..." % (
                 args.workload, RUN_LABELS[run],
                 "" if args.repeat == 1 else " (%d of %d)" % (rep, args.repeat)), flush=True)
             path = os.path.join(args.out, "%s-%s.csv" % (args.workload, tag))
+            evict_all_at = source = None
+            if run == "oracle":
+                evict_all_at, source = oracle_time(args, measure_starts)
             if args.report_only:
                 samples, state, ok, note = load_run(args, run, tag, args.out)
+                if run == "oracle":
+                    evict_all_at = logged_env(args, tag, args.out).get("COLDHEAP_EVICT_ALL_AT")
+            elif run == "oracle" and evict_all_at is None:
+                samples, state, ok, note = [], RunState(), False, source
             else:
-                samples, state, ok, note = one_run(args, run, tag, args.out)
+                if run == "oracle":
+                    print("footprint:   everything evicted once at %s (%s)" % (
+                        evict_all_at, source), flush=True)
+                samples, state, ok, note = one_run(args, run, tag, args.out, evict_all_at)
                 with open(path, "w", newline="") as fh:
                     w = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
                     w.writeheader()
                     w.writerows(samples)
+            measure_starts[run] = state.phase_times.get("measure")
             first_csv.setdefault(run, path)
             stats_file = run_env(args, run, args.out, tag).get("COLDHEAP_STATS")
-            f = summarize(samples, state, run, stats_file)
+            f = summarize(samples, state, run, stats_file, evict_all_at)
             f["ok"] = ok
             f["note"] = note
             f["tag"] = tag
+            if run == "oracle":
+                f["evict_all_at"] = evict_all_at
+                f["evict_all_at_from"] = source
             per_run[run].append(f)
             res = f.get("result", {})
             print("footprint:   %s: peak %s MiB, steady %s MiB, %s ops/s, p99 %s us%s" % (
                 tag, fmt(f.get("peak_pss_mib")), fmt(f.get("steady_pss_mib")),
                 fmt(res.get("ops_per_s"), 0), fmt(res.get("p99_us"), 1),
                 "" if ok else "  FAILED: " + note), flush=True)
+            if run == "oracle":
+                print("footprint:   %s: oracle footprint %s MiB (end of measure), %s pages "
+                      "faulted back, eviction seen done %s s after the measure start%s" % (
+                          tag, fmt(f.get("oracle_pss_mib")),
+                          fmt(f.get("oracle_pages_faulted_back"), 0),
+                          fmt(f.get("oracle_evicted_after_measure_start_s")),
+                          "; " + f["oracle_problem"] if f.get("oracle_problem") else ""),
+                      flush=True)
             all_ok = all_ok and ok
     figures = [combine(per_run[run]) for run in args.runs]
     csv_paths = [first_csv[run] for run in args.runs]
@@ -860,6 +1084,11 @@ def main(argv):
                     "".join(" " + kv for kv in args.shim_env)))
     if args.workload_arg:
         settings += "; workload flags: " + " ".join(args.workload_arg)
+    if "oracle" in args.runs:
+        settings += ("; oracle run: the same shim settings and COLDHEAP_EVICT_ALL_AT=%s (%s)" % (
+            " / ".join(str(f.get("evict_all_at")) for f in per_run["oracle"]),
+            "--oracle_at" if args.oracle_at else
+            "the measure start of the repetition's with run, else disabled, else without"))
     table = markdown_table(args, figures, png)
     md = os.path.join(args.out, "%s.md" % args.workload)
     with open(md, "w") as fh:

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Regenerates bench/RESULTS.md: every footprint workload without and with
-# coldheap, on this machine, now. About 75 minutes on 2 vCPUs.
+# coldheap, and its oracle run (bench/footprint.py), on this machine, now.
+# About 110 minutes on 2 vCPUs.
 #   bench/run_all_footprint.sh                 every experiment below
 #   bench/run_all_footprint.sh redis sqlite    some; RESULTS.md is rebuilt
 #                                              from every result present
 #   bench/run_all_footprint.sh --report        runs nothing: rebuilds the
 #                                              tables, plots and RESULTS.md
 # The shim and the workloads are built once and copied aside, so a rebuild
-# by someone else during the ~40 minutes cannot change what is measured;
+# by someone else during the series cannot change what is measured;
 # RESULTS.md records their SHA-256 and the git state.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -124,6 +125,20 @@ stored_pages*4096/pool_total_size at the end of the measure phase. Throughput an
 p50/p99 latency are the workload's own figures for the measure phase. coldheap CPU =
 evictor_cpu_us + handler_cpu_us. The machine's 2 vCPUs are shared by the workload,
 its load generator and the shim; throughput on it is noisy (±20% run to run).
+
+The limit, measured: each experiment also runs an `oracle`: the `with` settings plus
+`COLDHEAP_EVICT_ALL_AT` = the measure start (taken from the `with` run of the same
+repetition: the load before the settle phase takes a time no flag fixes). That shim
+evicts nothing before, compresses every resident page once at that time, and never
+evicts again, so at the end of the measure phase exactly the pages touched since are
+resident and the rest is compressed: the footprint of the best any page-granular
+policy could do over the measure phase. Oracle footprint = that run's PSS at the end
+of the measure phase (mean of its last second); **vs oracle** = with's steady
+footprint / oracle footprint (1.00: coldheap's policy is as good as page granularity
+allows; what is left above it is the policy's, what is between the oracle and the
+`without` run is the data's and the allocator's layout). The table also gives the
+distinct pages the oracle faulted back (its refaults at the end of the measure phase)
+and when its eviction was due and seen done, relative to the measure start.
 See `bench/footprint.py` for the details.
 
 Workloads: `kv_cache` (bench/kv_cache.cc: profiles as structs and strings, Zipfian
@@ -133,6 +148,32 @@ bench/kv_client.cc, then GETs uniform on a scattered 10% hot set, 8 connections)
 `sqlite` (bench/sqlite_workload.cc: in-memory table with two indexes, point reads,
 range scans and 5% updates on the most recent 10% of rows).
 """)
+# One line per experiment: how close coldheap came to the oracle.
+summary = []
+for name in names:
+    w = name.split("_settle")[0]
+    jpath = os.path.join(res, name, w + ".json")
+    if not os.path.exists(jpath):
+        continue
+    figs = {f["run"]: f for f in json.load(open(jpath))["figures"]}
+    if "oracle" not in figs or "with" not in figs:
+        continue
+    b = figs.get("without", {}).get("steady_pss_mib")
+    a = figs["with"].get("steady_pss_mib")
+    o = figs["oracle"].get("oracle_pss_mib")
+    cell = lambda v: "–" if v is None else "{:,.1f}".format(v)
+    div = lambda x, y: "–" if x is None or not y else "%.2f" % (x / y)
+    summary.append("| %s | %s | %s | %s | %s | %s | **%s** |" % (
+        name, cell(b), cell(a), cell(o), div(a, b), div(o, b), div(a, o)))
+if summary:
+    out.append("## The limit: coldheap against the oracle\n")
+    out.append("Steady footprints (MiB) of each experiment below; oracle = the footprint of "
+               "the best page-granular policy over the measure phase (see Method).\n")
+    out.append("| experiment | without | with | oracle | with / without | oracle / without "
+               "| vs oracle (with / oracle) |")
+    out.append("|---|---:|---:|---:|---:|---:|---:|")
+    out += summary
+    out.append("")
 targets = {"redis": (0.55, 0.90)}
 for name in names:
     w = name.split("_settle")[0]
