@@ -3,13 +3,12 @@
 // little waste, and moves them to give memory back.
 //
 // Size classes. A request is rounded up to a multiple of 16 bytes, so there
-// are 256 sizes (16, 32, ..., 4096); rounding costs at most 15 bytes, under
-// 1% for the 1-3 KiB objects LZ4 makes of heap pages. Each size gets its own
-// zspage geometry (below); neighbouring sizes whose geometry comes out the
-// same (same pages and objects per zspage) are merged into one class of the
-// larger size, as Linux does, which leaves 127 classes. Fewer classes means
-// fewer half-filled zspages: each class in use keeps one, so they are the
-// pool's main fixed cost.
+// are 256 sizes (16, 32, ..., 4096). Each size gets its own zspage geometry
+// (below); neighbouring sizes whose geometry comes out the same (same pages
+// and objects per zspage) are merged into one class of the larger size, as
+// Linux does, which leaves 90 classes (29 of them between 1 and 3 KiB).
+// Merging costs nothing: a zspage holds as many of the smaller objects as
+// of the larger.
 //
 // Zspages. A class's objects are packed into zspages: runs of 1 to 8 pages
 // from PageSource::MapPages(n). Linux chains single pages and copies objects
@@ -24,17 +23,29 @@
 // there (compaction and Shrink start from a zspage and must find handles) or,
 // for a free slot, the next free slot. Keeping this in the run means no
 // separate descriptor allocator and metadata that comes and goes exactly with
-// the data. The pages per zspage are chosen per size to minimise the waste,
-// counting the metadata as waste, plus 1/256 of the zspage per page: each
-// longer chain must earn its keep, since a class's last zspage is on average
-// half empty. The 53 classes of 1-3 KiB waste 0.3-2.7% of a zspage, 1.0% on
-// average (2016 bytes: 2 in 1 page; 2512 bytes: 13 in 8 pages; 2048 bytes
-// no longer fit twice in a page beside the metadata and join 2176: 15 in 8).
+// the data.
+//
+// Zspage length is the pool's main fixed cost: compaction leaves every class
+// in use one partly filled zspage, on average half empty, and a shim's pool
+// after refault churn is a few MB spread over ~80 classes. So the pages per
+// zspage are chosen per size to minimise the waste, counting the metadata as
+// waste, plus 1/64 of the zspage per page: a longer run must cut the waste
+// by that much to be chosen. The classes up to 3 KiB then sum to 214 pages
+// (856 KiB; 515 pages, 2 MiB, at Linux-like 1/256), and under the churn of
+// zsmalloc_test's ChurnKeepsPoolWithinQuarterOfItsContents the pool holds at
+// most 1.18x its live bytes (1.32x at 1/256, at 6.3 MB live: 1.5 MB of it
+// free slots in those last zspages, none in extra zspages). The price is
+// coarser classes, so large pools pack about 1% worse. Measured
+// (zsmalloc_test): 20000 objects of 1000..3000 bytes take 1.049x their
+// bytes (1.041x at 1/256); after freeing a random half and Compact, 1.057x
+// (the same). At 100000 objects, replaced 5x over, compacted, then half
+// freed and compacted again: 1.045x and 1.050x (1.030x and 1.037x). The 1-3 KiB
+// classes waste 0.4-2.7% of a zspage, 1.1% on average, in runs of 1 to 6
+// pages (2016 bytes: 2 in 1 page; 2544 bytes: 8 in 5 pages; 2048 bytes no
+// longer fit twice in a page beside the metadata and join 2224: 11 in 6).
 // The worst are the tiniest (16 bytes: 21%, mostly reverse map) and 4096
 // (7 objects in 8 pages: nearly incompressible pages are better kept
-// resident anyway). Measured (zsmalloc_test): 20000 objects of 1000..3000
-// bytes take 1.041x their bytes; after freeing a random half and Compact,
-// 1.057x (1.030x and 1.037x at 100000 objects).
+// resident anyway).
 //
 // Handles. A handle names an 8-byte entry in a handle table (see
 // zsmalloc_handle_table.h) that records where the object is: zspage base,
@@ -60,10 +71,10 @@
 // class's (shard's) only room, else a store/free pair at a boundary would
 // mmap and munmap each time, and munmap means a TLB shootdown on every CPU;
 // Compact gives those back too, so an emptied, compacted pool holds only
-// its fixed 5 pages (the pool object with its class heads and handle root).
+// its fixed 4 pages (the pool object with its class heads and handle root).
 // As in Linux, nothing compacts by itself: random frees leave holes that
 // Malloc refills only in the same class, so under churn the ratio above
-// drifts up (about 1.10x after replacing 5x the objects) until the owner
+// drifts up (1.083x after replacing 5x the 20000 objects) until the owner
 // calls Compact(), which costs little when there is nothing to move.
 //
 // Shrink, as Linux 6.2: every zspage sits on its class's LRU list, moved to

@@ -68,13 +68,18 @@ constexpr int ObjectsPerZspage(size_t object_size, size_t pages) {
                           (object_size + sizeof(uint32_t)));
 }
 
+// Each page of zspage length costs as much as 1/kPagePenaltyDivisor of the
+// zspage wasted: every class in use keeps one partly filled zspage after
+// compaction, and in the shim's few-MB pools those dominate (zsmalloc.h).
+constexpr uint64_t kPagePenaltyDivisor = 64;
+
 // Waste (metadata included) as a fraction of the zspage, in 1/2^20, plus
-// 1/256 per page so that a longer chain must cut the waste to be chosen.
+// the page penalty so that a longer chain must cut the waste to be chosen.
 constexpr uint64_t GeometryCost(size_t object_size, size_t pages) {
   const uint64_t bytes = pages * kPageSize;
   const uint64_t waste =
       bytes - ObjectsPerZspage(object_size, pages) * object_size;
-  return (waste << 20) / bytes + (pages << 20) / 256;
+  return (waste << 20) / bytes + (pages << 20) / kPagePenaltyDivisor;
 }
 
 constexpr ClassGeometry BestGeometry(size_t object_size) {

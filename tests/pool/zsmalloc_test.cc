@@ -618,5 +618,85 @@ TEST_F(ZsmallocTest, PacksRealisticSizesWithinFivePercent) {
   for (const auto& [handle, size] : stored) pool_->Free(handle);
 }
 
+// What the shim stores: LZ4'd heap pages, mostly 1-3 KiB, some of every size
+// down to 16 bytes (nearly empty pages).
+size_t ShimObjectSize(std::mt19937& rng) {
+  if (rng() % 8 == 0) return 16 + rng() % (3072 - 16 + 1);
+  return 1000 + rng() % 2001;
+}
+
+// The shim's pattern: heavy store/free churn while the live set swings
+// between 40000 objects and 3000 (most compressed pages faulted back), a
+// Compact() per scan, fault handlers pinning objects meanwhile. After every
+// Compact the pool holds at most 1.25x the live bytes, plus its fixed cost
+// (the pool object itself: the TotalSize() of an empty pool, 4 pages).
+TEST_F(ZsmallocTest, ChurnKeepsPoolWithinQuarterOfItsContents) {
+  const uint64_t fixed = pool_->TotalSize();
+  std::mt19937 rng(2025);
+  std::vector<Stored> live;
+  uint64_t bytes = 0;
+  auto store = [&] {
+    live.push_back(Store(*pool_, ShimObjectSize(rng), rng()));
+    bytes += live.back().size;
+  };
+  // Objects the "fault handlers" keep mapping; never freed, so they can be
+  // read from another thread without a lock.
+  std::vector<Stored> pinned_often;
+  for (int i = 0; i < 300; ++i) {
+    pinned_often.push_back(Store(*pool_, ShimObjectSize(rng), i));
+    bytes += pinned_often.back().size;
+  }
+  std::atomic<bool> stop{false};
+  std::atomic<int> torn{0};
+  std::thread handler([&] {
+    std::mt19937 local(7);
+    while (!stop.load()) {
+      const Stored& s = pinned_often[local() % pinned_often.size()];
+      MappedObject object(*pool_, s.handle, MapMode::kReadOnly);
+      if (!Matches(object.data(), s.size, s.seed)) ++torn;
+    }
+  });
+  for (int i = 0; i < 40000; ++i) store();
+  double worst = 0;
+  double worst_live_mb = 0;
+  for (const size_t target : {3000, 40000, 3000, 20000, 4000, 30000, 3000}) {
+    for (int scan = 0; scan < 100; ++scan) {
+      for (int op = 0; op < 1000; ++op) {
+        // Both stores and frees every scan; the mix drifts to the target.
+        const bool shrink = live.size() > target ? rng() % 4 != 0
+                                                 : rng() % 4 == 0;
+        if (!shrink) {
+          store();
+          continue;
+        }
+        const size_t k = rng() % live.size();
+        pool_->Free(live[k].handle);
+        bytes -= live[k].size;
+        live[k] = live.back();
+        live.pop_back();
+      }
+      pool_->Compact();
+      const double ratio =
+          static_cast<double>(pool_->TotalSize() - fixed) / bytes;
+      if (ratio > worst) {
+        worst = ratio;
+        worst_live_mb = bytes / 1e6;
+      }
+    }
+  }
+  stop = true;
+  handler.join();
+  std::printf("zsmalloc under churn: worst TotalSize/live %.3f (at %.2f MB)\n",
+              worst, worst_live_mb);
+  RecordProperty("churn_worst_ratio", std::to_string(worst));
+  EXPECT_LE(worst, 1.25) << "with " << worst_live_mb << " MB live";
+  EXPECT_EQ(torn.load(), 0);
+  for (const Stored& s : live) EXPECT_TRUE(Holds(*pool_, s));
+  for (const Stored& s : live) pool_->Free(s.handle);
+  for (const Stored& s : pinned_often) pool_->Free(s.handle);
+  pool_->Compact();
+  EXPECT_EQ(pool_->TotalSize(), fixed);
+}
+
 }  // namespace
 }  // namespace coldheap::pool
