@@ -80,7 +80,10 @@ struct ScanReport {
   // What refaults (from the pool and from probation) cost, since start:
   // handler CPU plus the faulting threads' stall, in ns.
   uint64_t refault_cost_ns_total = 0;
-  // Background work of the previous scan: pages processed and CPU spent.
+  // Background work of the previous scan: pages taken out (put on probation)
+  // and all the CPU the scan spent, so that cpu_ns / pages_processed is
+  // the whole cost of a page (its compression at the next scan and the
+  // scan's fixed work included) at steady state.
   uint64_t pages_processed = 0;
   uint64_t cpu_ns = 0;
 };

@@ -114,7 +114,10 @@ void Evictor::Pass() {
 }
 
 // What the policy decides for this scan, carried out; returns the pages
-// processed.
+// taken out. Each costs two passes' work (moved out now, compressed at the
+// next), but counting it once, against all of a pass's CPU, is what makes
+// the policy's cost per page the whole cost of a page at steady state,
+// fixed scan costs included.
 size_t Evictor::Reclaim(const policy::ScanReport& report) {
   policy::Decision decision = policy_.Decide(report);
   bool stress = decision.cold_age_scans == 0;
@@ -128,14 +131,15 @@ size_t Evictor::Reclaim(const policy::ScanReport& report) {
     std::lock_guard<std::mutex> lock(batch_mu_);
     pool_full = !WriteBack();
   }
-  size_t processed = CompressProbation(pool_full);
+  CompressProbation(pool_full);
+  size_t taken = 0;
   if (stress) {
-    processed += EvictNow(0);
+    taken = EvictNow(0);
   } else if (!pool_full) {
-    processed += Probe(decision);
+    taken = Probe(decision);
   }
   Publish(decision);
-  return processed;
+  return taken;
 }
 
 // COLDHEAP_EVICT_ALL_AT (the oracle run): nothing until that time, then
@@ -340,7 +344,7 @@ size_t Evictor::Probe(const policy::Decision& d) {
 
 // The pages put on probation a scan ago and not touched since are
 // compressed now; their slots are emptied for the next probation.
-size_t Evictor::CompressProbation(bool pool_full) {
+void Evictor::CompressProbation(bool pool_full) {
   for (size_t first = 0; first < probation_; first += kBatchPages) {
     size_t n = probation_ - first < kBatchPages ? probation_ - first : kBatchPages;
     std::lock_guard<std::mutex> lock(batch_mu_);
@@ -350,9 +354,7 @@ size_t Evictor::CompressProbation(bool pool_full) {
     WaitForStolenSlots(first, n);
     (void)os::DontNeed(heap_->staging.Slot(first), n * kPageSize);
   }
-  size_t done = probation_;
   probation_ = 0;
-  return done;
 }
 
 // Moves out slot_page_[first, first + count) into the same slots, one
@@ -619,11 +621,16 @@ bool Evictor::RestoreInPlace(PageEntry& e, PageWord was, char* page) {
   }
 }
 
-// Also compacts the pool: cheap when there is nothing to move, and without
-// it churn leaves zspages sparsely used (zsmalloc packs at ~1.10 instead of
-// ~1.04 after sustained store/free).
 void Evictor::RefreshGauges() {
   std::lock_guard<std::mutex> lock(batch_mu_);
+  RefreshPoolGauges();
+  heap_->stats->scans.fetch_add(1, std::memory_order_relaxed);
+}
+
+// Also compacts the pool: cheap when there is nothing to move, and without
+// it churn leaves zspages sparsely used (zsmalloc packs at ~1.10 instead of
+// ~1.04 after sustained store/free). Called with batch_mu_ held.
+void Evictor::RefreshPoolGauges() {
   heap_->pool->Compact();
   uint64_t total = heap_->pool->TotalSize();
   Stats& stats = *heap_->stats;
@@ -631,7 +638,16 @@ void Evictor::RefreshGauges() {
   if (total > stats.pool_peak_size.load(std::memory_order_relaxed)) {
     stats.pool_peak_size.store(total, std::memory_order_relaxed);
   }
-  heap_->stats->scans.fetch_add(1, std::memory_order_relaxed);
+}
+
+const char* Evictor::StopWritingStats() {
+  exiting_.store(true);
+  std::lock_guard<std::mutex> lock(batch_mu_);  // a write in progress ends
+  if (heap_ != nullptr) {
+    if (heap_->handlers != nullptr) heap_->handlers->DrainDeferredFrees(*heap_->pool);
+    RefreshPoolGauges();
+  }
+  return live_stats_path_;
 }
 
 void Evictor::WriteStatsFiles() {

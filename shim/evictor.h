@@ -73,12 +73,10 @@ class Evictor {
   void Resume() { batch_mu_.unlock(); }
 
   // At exit: no more statistics files; returns the live file's path ("" if
-  // none) for the caller to remove.
-  const char* StopWritingStats() {
-    exiting_.store(true);
-    std::lock_guard<std::mutex> lock(batch_mu_);  // a write in progress ends
-    return live_stats_path_;
-  }
+  // none) for the caller to remove. The pool gauges are brought up to date
+  // first, so that the final statistics do not pair the pool size of the
+  // last scan with the contents left after the exit's own refaults.
+  const char* StopWritingStats();
 
   // One full pass. The thread calls it each interval.
   void Pass();
@@ -101,7 +99,7 @@ class Evictor {
   size_t Collect(size_t from, uint32_t min_age, size_t max_pages, size_t* next);
   size_t EvictNow(uint32_t min_age);
   size_t Probe(const policy::Decision& decision);
-  size_t CompressProbation(bool pool_full);
+  void CompressProbation(bool pool_full);
   void MoveOutRange(size_t first, size_t count);
   void MoveOut(size_t first, size_t run);
   void MoveAfterUnsharing(size_t slot);
@@ -113,6 +111,7 @@ class Evictor {
   void FreeDiscarded(size_t index);
   bool RestoreInPlace(PageEntry& e, PageWord was, char* page);
   void RefreshGauges();
+  void RefreshPoolGauges();
   void WriteStatsFiles();
 
   Heap* heap_ = nullptr;
