@@ -31,7 +31,7 @@ constexpr double kMiB = 1024.0 * 1024.0;
 // ---------------------------------------------------------------------------
 // The report.
 
-enum class Unit { kCount, kPages, kBytes, kRatio, kMicros };
+enum class Unit { kCount, kPages, kBytes, kRatio, kMicros, kPpmOfCore };
 
 struct Row {
   absl::string_view group;
@@ -88,8 +88,9 @@ constexpr Row kRows[] = {
     {"activity", "scans", "scans", Unit::kCount, ""},
     {"costs", "evictor CPU", "evictor_cpu_us", Unit::kMicros, ""},
     {"costs", "fault handler CPU", "handler_cpu_us", Unit::kMicros, ""},
-    {"costs", "refault cost", "refault_cost_us", Unit::kMicros,
-     ""},
+    {"costs", "refault cost", "refault_cost_us", Unit::kMicros, ""},
+    {"costs", "refault cost now", "refault_cost_ppm", Unit::kPpmOfCore,
+     "of one core: handler CPU + stalled threads (smoothed)"},
 };
 
 constexpr absl::string_view kGroups[] = {"pool", "memory", "activity",
@@ -168,17 +169,11 @@ std::string GroupExtras(absl::string_view group, const Snapshot& snapshot,
                 "since start");
   }
   if (group == "costs") {
-    std::optional<double> ppm = snapshot.Number("refault_cost_ppm");
-    std::string lines;
-    if (ppm) {
-      lines = Line("refault cost now", absl::StrFormat("%.2f%%", *ppm / 1e4),
-                   "of one core: handler CPU + stalled threads (smoothed)");
-    }
     uint64_t faults;
     std::string summary = LatencySummary(snapshot, &faults);
-    if (summary.empty()) return lines;
-    return lines + Line("fault latency", "", absl::StrCat(summary, " (", faults,
-                                                          " faults timed)"));
+    if (summary.empty()) return "";
+    return Line("fault latency", "", absl::StrCat(summary, " (", faults,
+                                                  " faults timed)"));
   }
   return "";
 }
@@ -196,6 +191,8 @@ std::string FormatRow(const Row& row, absl::string_view raw,
                   absl::StrCat(MiB(value * os::kPageSize), ", ", row.note));
     case Unit::kBytes:
       return Line(row.label, MiB(value), row.note);
+    case Unit::kPpmOfCore:
+      return Line(row.label, absl::StrFormat("%.2f%%", value / 1e4), row.note);
     case Unit::kMicros: {
       std::string note;
       if (process.age_seconds > 0) {
