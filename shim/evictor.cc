@@ -182,7 +182,11 @@ void Evictor::ScanWrites() {
 }
 
 // Pages that are out age too (ticks since they were taken out, for the
-// refault judgement); each page ages at its own level's pace.
+// refault judgement); each page ages at its own level's pace. A handler
+// that restores a page between our loads and our store loses its reset of
+// the age to our increment: the page then looks older than it is, once,
+// which costs at most an early eviction; a compare-and-swap per page per
+// scan would cost more than that.
 void Evictor::AgeRange(size_t from, size_t to, bool written) {
   for (size_t i = from; i < to; ++i) {
     PageEntry& e = heap_->table->at(i);
