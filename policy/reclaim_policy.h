@@ -20,10 +20,9 @@
 //    the scan covers: up at a pace that doubles it in 3 minutes while the
 //    rate is above the objective, down at one that halves it in 6 minutes
 //    (to the COLDHEAP_COLD_AGE floor) while it is under a quarter of it, and
-//    it holds in between. Small
-//    steps on a smoothed rate, with a dead band, converge on a steady
-//    workload; the minute-long doubling and halving this replaced swung the
-//    threshold up and down on the same workload.
+//    it holds in between. Small steps on a smoothed rate, with a dead band,
+//    converge on a steady workload; the minute-long doubling and halving
+//    this replaced swung the threshold up and down on the same workload.
 //  - Budget mode (COLDHEAP_TARGET): when resident heap + pool exceeds the
 //    target, reclaim coldest-first, down to pages one scan old, enough pages
 //    to get back under it; when even that cannot reach the target (all that
