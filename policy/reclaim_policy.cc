@@ -40,7 +40,7 @@ Decision ReclaimPolicy::Decide(const ScanReport& report) {
   Decision d;
   d.cold_age_scans = cold_age_scans_;
   d.promotions_per_minute = static_cast<uint64_t>(promotions_per_minute_ + 0.5);
-  d.fault_cost_ppm = static_cast<uint64_t>(fault_ns_per_ms_ + 0.5);
+  d.refault_cost_ppm = static_cast<uint64_t>(refault_ns_per_ms_ + 0.5);
   bool unreachable = false;
   uint64_t needed = 0;
   uint32_t budget_age = BudgetAge(report, &needed, &unreachable);
@@ -49,8 +49,8 @@ Decision ReclaimPolicy::Decide(const ScanReport& report) {
   unreachable_ = unreachable;
   d.target_unreachable = unreachable;
   d.pool_full = PoolFull(report);
-  // Over the target, memory comes first: faults do not hold reclaim back.
-  d.max_pages = PageCap(report, /*count_faults=*/needed == 0);
+  // Over the target, memory comes first: mistakes do not hold reclaim back.
+  d.max_pages = PageCap(report, /*count_mistakes=*/needed == 0);
   if (budget_age < cold_age_scans_) {
     // Budget pressure reaches below the cold threshold: take what is cold
     // anyway, and of the younger pages only as many as the target needs.
@@ -63,7 +63,7 @@ Decision ReclaimPolicy::Decide(const ScanReport& report) {
   return d;
 }
 
-// Folds this scan's refaults and fault cost into the moving averages,
+// Folds this scan's refaults and mistake cost into the moving averages,
 // weighted by the time since the previous scan (an exponential average in
 // time, so a late scan counts for the time it covers).
 double ReclaimPolicy::UpdateRates(const ScanReport& report) {
@@ -73,20 +73,20 @@ double ReclaimPolicy::UpdateRates(const ScanReport& report) {
     double refaults = static_cast<double>(report.refaults_total - last_refaults_);
     double unlearned =
         static_cast<double>(report.unlearned_refaults_total - last_unlearned_);
-    double cost = static_cast<double>(report.fault_cost_ns_total -
-                                      last_fault_cost_ns_);
+    double cost = static_cast<double>(report.refault_cost_ns_total -
+                                      last_refault_cost_ns_);
     double weight = dt / (dt + kRateSmoothingMs);
     promotions_per_minute_ +=
         weight * (refaults * kMinuteMs / dt - promotions_per_minute_);
     unlearned_per_minute_ +=
         weight * (unlearned * kMinuteMs / dt - unlearned_per_minute_);
-    fault_ns_per_ms_ += weight * (cost / dt - fault_ns_per_ms_);
+    refault_ns_per_ms_ += weight * (cost / dt - refault_ns_per_ms_);
   }
   seen_report_ = true;
   last_now_ms_ = report.now_ms;
   last_refaults_ = report.refaults_total;
   last_unlearned_ = report.unlearned_refaults_total;
-  last_fault_cost_ns_ = report.fault_cost_ns_total;
+  last_refault_cost_ns_ = report.refault_cost_ns_total;
   return dt;
 }
 
@@ -164,7 +164,7 @@ bool ReclaimPolicy::PoolFull(const ScanReport& report) {
   return pool_full_;
 }
 
-uint64_t ReclaimPolicy::PageCap(const ScanReport& report, bool count_faults) {
+uint64_t ReclaimPolicy::PageCap(const ScanReport& report, bool count_mistakes) {
   if (FloorScans() == 0) return std::numeric_limits<uint64_t>::max();
   if (report.pages_processed >= 64) {
     uint64_t measured = report.cpu_ns / report.pages_processed;
@@ -174,11 +174,11 @@ uint64_t ReclaimPolicy::PageCap(const ScanReport& report, bool count_faults) {
   // ppm of one core over one interval, in ns: interval_ms * 1e6 * ppm / 1e6.
   double budget_ns = static_cast<double>(settings_.scan_interval_ms) *
                      settings_.cpu_budget_ppm;
-  double faults_ns =
-      count_faults ? fault_ns_per_ms_ * settings_.scan_interval_ms : 0;
-  if (faults_ns >= budget_ns) return 0;  // let the faults subside first
+  double mistakes_ns =
+      count_mistakes ? refault_ns_per_ms_ * settings_.scan_interval_ms : 0;
+  if (mistakes_ns >= budget_ns) return 0;  // let the mistakes subside first
   return std::max<uint64_t>(
-      static_cast<uint64_t>((budget_ns - faults_ns) / std::max<uint64_t>(per_page, 1)), 1);
+      static_cast<uint64_t>((budget_ns - mistakes_ns) / std::max<uint64_t>(per_page, 1)), 1);
 }
 
 }  // namespace coldheap::policy

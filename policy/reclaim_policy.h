@@ -32,12 +32,12 @@
 //    COLDHEAP_ACCEPT_THRESHOLD_PERCENT of the limit (zswap's hysteresis), so
 //    it does not flap.
 //  - The CPU budget (COLDHEAP_CPU_BUDGET of one core) covers all of
-//    coldheap's work: the evictor's, and the faults' (all of the handlers'
-//    CPU, measured, plus the time threads stood still on refaults, the cost
-//    of the evictor's mistakes; the shim reports both as fault_cost_ns). The
-//    smoothed cost of faults is taken off the budget first; what is left
+//    coldheap's work: the evictor's, and the cost of its mistakes, the
+//    refaults (the handlers' CPU to serve them plus the time the faulting
+//    threads stood still; the shim reports both as refault_cost_ns). The
+//    smoothed cost of refaults is taken off the budget first; what is left
 //    caps the pages the evictor may process per scan, at its measured cost
-//    per page. When faults alone use up the budget, nothing new is taken
+//    per page. When mistakes alone use up the budget, nothing new is taken
 //    out until they subside (unless the footprint is over COLDHEAP_TARGET:
 //    then memory comes first). Stress mode (cold age 0) is exempt: it means
 //    "every resident page, every scan".
@@ -76,9 +76,9 @@ struct ScanReport {
   uint64_t refaults_total = 0;  // compressed pages faulted back, since start
   // Of those, the ones no page's refault level rose for (see above).
   uint64_t unlearned_refaults_total = 0;
-  // What faults cost, since start, in ns: all of the handlers' CPU plus the
-  // stall of the threads that refaulted (from the pool or from probation).
-  uint64_t fault_cost_ns_total = 0;
+  // What refaults (from the pool and from probation) cost, since start:
+  // handler CPU plus the faulting threads' stall, in ns.
+  uint64_t refault_cost_ns_total = 0;
   // Background work of the previous scan: pages taken out (put on probation)
   // and all the CPU the scan spent, so that cpu_ns / pages_processed is
   // the whole cost of a page (its compression at the next scan and the
@@ -97,7 +97,7 @@ struct Decision {
   bool target_unreachable = false;  // budget mode cannot get under target
   uint32_t cold_age_scans = 0;      // the adaptive threshold now
   uint64_t promotions_per_minute = 0;  // smoothed
-  uint64_t fault_cost_ppm = 0;         // of one core, smoothed
+  uint64_t refault_cost_ppm = 0;       // of one core, smoothed
 };
 
 class ReclaimPolicy {
@@ -117,7 +117,7 @@ class ReclaimPolicy {
   uint32_t BudgetAge(const ScanReport& report, uint64_t* pages_needed,
                      bool* unreachable) const;
   bool PoolFull(const ScanReport& report);
-  uint64_t PageCap(const ScanReport& report, bool count_faults);
+  uint64_t PageCap(const ScanReport& report, bool count_mistakes);
 
   PolicySettings settings_;
   uint32_t cold_age_scans_;
@@ -131,12 +131,12 @@ class ReclaimPolicy {
   uint64_t last_now_ms_ = 0;
   uint64_t last_refaults_ = 0;
   uint64_t last_unlearned_ = 0;
-  uint64_t last_fault_cost_ns_ = 0;
+  uint64_t last_refault_cost_ns_ = 0;
   // Moving averages (see kRateSmoothingMs): refaults per minute, and the
-  // cost of faults in ns per ms of wall time (which is ppm of a core).
+  // cost of refaults in ns per ms of wall time (which is ppm of a core).
   double promotions_per_minute_ = 0;
   double unlearned_per_minute_ = 0;
-  double fault_ns_per_ms_ = 0;
+  double refault_ns_per_ms_ = 0;
   // Measured cost of one page of background work (EWMA), in ns.
   uint64_t ns_per_page_ = 0;
 };

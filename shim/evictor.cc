@@ -106,6 +106,10 @@ void Evictor::Pass() {
   last_cpu_ns_ = os::ThreadCpuTimeNs() - cpu_start;
   Stats& stats = *heap_->stats;
   stats.evictor_cpu_ns.fetch_add(last_cpu_ns_, std::memory_order_relaxed);
+  if (heap_->handlers != nullptr) {
+    stats.handler_cpu_ns.store(heap_->handlers->CpuTimeNs(),
+                               std::memory_order_relaxed);
+  }
   WriteStatsFiles();
 }
 
@@ -251,11 +255,7 @@ policy::ScanReport Evictor::BuildReport() {
   r.now_ms = os::MonotonicNowNs() / 1'000'000;
   r.pool_total_size = heap_->pool->TotalSize();
   r.refaults_total = stats.refaults.load(std::memory_order_relaxed);
-  uint64_t handler_cpu_ns =
-      heap_->handlers != nullptr ? heap_->handlers->CpuTimeNs() : 0;
-  stats.handler_cpu_ns.store(handler_cpu_ns, std::memory_order_relaxed);
-  r.fault_cost_ns_total =
-      handler_cpu_ns + stats.refault_stall_ns.load(std::memory_order_relaxed);
+  r.refault_cost_ns_total = stats.refault_cost_ns.load(std::memory_order_relaxed);
   r.unlearned_refaults_total =
       stats.unlearned_refaults.load(std::memory_order_relaxed);
   r.pages_processed = last_processed_;
@@ -280,7 +280,7 @@ void Evictor::Publish(const policy::Decision& d) {
   stats.reclaim_min_age_scans.store(d.min_age_scans, std::memory_order_relaxed);
   stats.promotions_per_minute.store(d.promotions_per_minute,
                                     std::memory_order_relaxed);
-  stats.fault_cost_ppm.store(d.fault_cost_ppm, std::memory_order_relaxed);
+  stats.refault_cost_ppm.store(d.refault_cost_ppm, std::memory_order_relaxed);
   stats.pool_full.store(d.pool_full, std::memory_order_relaxed);
   stats.pool_limit_hit.store(policy_.pool_limit_hits() + in_scan_limit_hits_,
                              std::memory_order_relaxed);

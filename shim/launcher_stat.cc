@@ -88,9 +88,9 @@ constexpr Row kRows[] = {
     {"activity", "scans", "scans", Unit::kCount, ""},
     {"costs", "evictor CPU", "evictor_cpu_us", Unit::kMicros, ""},
     {"costs", "fault handler CPU", "handler_cpu_us", Unit::kMicros, ""},
-    {"costs", "refault stall", "refault_stall_us", Unit::kMicros, ""},
-    {"costs", "fault cost now", "fault_cost_ppm", Unit::kPpmOfCore,
-     "of one core: handler CPU + refault stalls (smoothed)"},
+    {"costs", "refault cost", "refault_cost_us", Unit::kMicros, ""},
+    {"costs", "refault cost now", "refault_cost_ppm", Unit::kPpmOfCore,
+     "of one core: handler CPU + stalled threads (smoothed)"},
 };
 
 constexpr absl::string_view kGroups[] = {"pool", "memory", "activity",

@@ -89,7 +89,7 @@ void Format(const Stats& s, Text& t) {
   t.Line("cold_age_scans", Get(s.cold_age_scans));
   t.Line("reclaim_min_age_scans", Get(s.reclaim_min_age_scans));
   t.Line("promotions_per_minute", Get(s.promotions_per_minute));
-  t.Line("fault_cost_ppm", Get(s.fault_cost_ppm));
+  t.Line("refault_cost_ppm", Get(s.refault_cost_ppm));
   t.Line("raised_threshold_pages", Get(s.raised_threshold_pages));
   t.Line("pool_full", Get(s.pool_full));
   t.Line("target_unreachable", Get(s.target_unreachable));
@@ -120,7 +120,7 @@ void Format(const Stats& s, Text& t) {
   t.Line("scans", Get(s.scans));
   t.Line("evictor_cpu_us", Get(s.evictor_cpu_ns) / 1000);
   t.Line("handler_cpu_us", Get(s.handler_cpu_ns) / 1000);
-  t.Line("refault_stall_us", Get(s.refault_stall_ns) / 1000);
+  t.Line("refault_cost_us", Get(s.refault_cost_ns) / 1000);
   for (int b = 0; b < kLatencyBuckets; ++b) {
     bool last = b == kLatencyBuckets - 1;
     t.Append(last ? "fault_latency_us_ge_" : "fault_latency_us_lt_");

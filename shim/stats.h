@@ -38,7 +38,7 @@ struct Stats {
   Counter cold_age_scans{0};         // the adaptive cold threshold
   Counter reclaim_min_age_scans{0};  // what was reclaimed (lower in budget mode)
   Counter promotions_per_minute{0};  // refaults per minute, smoothed
-  Counter fault_cost_ppm{0};         // handler CPU + refault stalls, ppm of a core, smoothed
+  Counter refault_cost_ppm{0};       // their cost, ppm of a core, smoothed
   Counter raised_threshold_pages{0}; // pages with a refault level above 0
   Counter pool_full{0};              // 1 while the pool limit holds stores
   Counter target_unreachable{0};     // 1 while the budget cannot be met
@@ -67,10 +67,9 @@ struct Stats {
   // Costs.
   Counter evictor_cpu_ns{0};
   Counter handler_cpu_ns{0};
-  // Time threads stood still on refaults (from the pool and from
-  // probation; see RefaultStallNs). With handler_cpu_ns, what the CPU
-  // budget counts as the cost of faults.
-  Counter refault_stall_ns{0};
+  // Refaults (from the pool and from probation): handler CPU plus the
+  // faulting threads' stall (see RefaultCostNs), counted in the CPU budget.
+  Counter refault_cost_ns{0};
   Counter fault_latency_us[kLatencyBuckets] = {};
 
   void RecordFaultLatency(uint64_t ns);

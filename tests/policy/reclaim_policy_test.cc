@@ -282,28 +282,28 @@ TEST(ReclaimPolicyTest, PromotionsPerMinuteNormalisedToScanLength) {
 }
 
 // ---------------------------------------------------------------------------
-// The faults' cost comes off the CPU budget before the evictor's share.
+// The refaults' cost comes off the CPU budget before the evictor's share.
 
-TEST(ReclaimPolicyTest, FaultCostComesOffTheCpuBudget) {
-  // 2% of 1 s = 20 ms a scan; faults costing 10 ms a second leave half.
+TEST(ReclaimPolicyTest, RefaultCostComesOffTheCpuBudget) {
+  // 2% of 1 s = 20 ms a scan; refaults costing 10 ms a second leave half.
   Trace quiet(Defaults());
   Trace costly(Defaults());
   uint64_t full = 0;
   Decision d;
   for (int s = 0; s < 600; ++s) {
     full = quiet.Scan().max_pages;
-    costly.report().fault_cost_ns_total += 10'000'000;
+    costly.report().refault_cost_ns_total += 10'000'000;
     d = costly.Scan();
   }
   EXPECT_EQ(full, 20'000'000u / 10'000);  // the initial 10 us a page
   EXPECT_NEAR(static_cast<double>(d.max_pages), full / 2.0, full * 0.02);
-  EXPECT_NEAR(static_cast<double>(d.fault_cost_ppm), 10'000, 100);
+  EXPECT_NEAR(static_cast<double>(d.refault_cost_ppm), 10'000, 100);
 }
 
-TEST(ReclaimPolicyTest, FaultCostOverBudgetStopsNewEvictions) {
+TEST(ReclaimPolicyTest, RefaultCostOverBudgetStopsNewEvictions) {
   Trace trace(Defaults());
   for (int s = 0; s < 300; ++s) {
-    trace.report().fault_cost_ns_total += 30'000'000;  // 3% of a core
+    trace.report().refault_cost_ns_total += 30'000'000;  // 3% of a core
     trace.Scan();
   }
   EXPECT_EQ(trace.Scan().max_pages, 0u);
@@ -312,14 +312,14 @@ TEST(ReclaimPolicyTest, FaultCostOverBudgetStopsNewEvictions) {
   EXPECT_GT(trace.Scan().max_pages, 0u);
 }
 
-TEST(ReclaimPolicyTest, OverTargetFaultCostDoesNotHoldReclaimBack) {
+TEST(ReclaimPolicyTest, OverTargetRefaultCostDoesNotHoldReclaimBack) {
   PolicySettings settings = Defaults();
   settings.target_bytes = 5'000 * kPage;  // half of the 10'000 resident pages
   Trace trace(settings);
   trace.report().age_histogram[0] = 0;
   trace.report().age_histogram[100] = 10'000;
   for (int s = 0; s < 300; ++s) {
-    trace.report().fault_cost_ns_total += 30'000'000;
+    trace.report().refault_cost_ns_total += 30'000'000;
     trace.Scan();
   }
   EXPECT_GT(trace.Scan().max_pages, 0u);

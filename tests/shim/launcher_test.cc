@@ -674,16 +674,15 @@ TEST(Report, ShowsMistakesTheirRateAndCostAndRaisedPages) {
   process.pid = 42;
   process.age_seconds = 120;
   Snapshot snapshot = ParseSnapshot(
-      "raised_threshold_pages 512\nmistakes 300\nrefault_stall_us 90000\n"
-      "fault_cost_ppm 15000\n");
+      "raised_threshold_pages 512\nmistakes 300\nrefault_cost_us 90000\n"
+      "refault_cost_ppm 15000\n");
   std::string report = FormatReport(process, snapshot);
   EXPECT_TRUE(absl::StrContains(report, "raised threshold")) << report;
   EXPECT_TRUE(absl::StrContains(report, "2.0 MiB, pages that came back too soon"))
       << report;
   EXPECT_TRUE(absl::StrContains(report, "mistakes per minute")) << report;
   EXPECT_TRUE(absl::StrContains(report, "150.0  since start")) << report;
-  EXPECT_TRUE(absl::StrContains(report, "refault stall")) << report;
-  EXPECT_TRUE(absl::StrContains(report, "fault cost now")) << report;
+  EXPECT_TRUE(absl::StrContains(report, "refault cost now")) << report;
   EXPECT_TRUE(absl::StrContains(report, "1.50%  of one core")) << report;
   EXPECT_FALSE(absl::StrContains(report, "other\n")) << report;
 }

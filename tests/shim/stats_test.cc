@@ -183,8 +183,8 @@ TEST(WriteStatsTest, EveryLineFitsWithEveryCounterAtItsMaximum) {
                      &stats.evictor_cpu_ns, &stats.handler_cpu_ns,
                      &stats.pool_peak_size, &stats.cow_unshared,
                      &stats.file_pages, &stats.mistakes,
-                     &stats.unlearned_refaults, &stats.refault_stall_ns,
-                     &stats.fault_cost_ppm, &stats.raised_threshold_pages}) {
+                     &stats.unlearned_refaults, &stats.refault_cost_ns,
+                     &stats.refault_cost_ppm, &stats.raised_threshold_pages}) {
     c->store(kMax);
   }
   for (Counter& c : stats.age_histogram) c.store(kMax);
