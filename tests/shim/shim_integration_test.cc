@@ -275,6 +275,13 @@ TEST(ShimIntegration, ReadHotRegionStaysResidentAfterItsFirstMistakes) {
   // page slip a whole threshold).
   EXPECT_LE(out["mistakes_end"] - out["mistakes_learned"], hot / 50)
       << "the hot set keeps coming back\n" << run.stdout_text;
+  // Verifying read every page back at the end, a burst of refaults: the
+  // final statistics still show a pool within 1.25x of what it holds (plus
+  // its fixed pages), not the size it had at the last scan.
+  ASSERT_GT(run.stats["evicted_pages"], 4 * hot) << "the cold pages were not evicted";
+  EXPECT_LE(run.stats["pool_total_size"],
+            run.stats["compressed_bytes"] * 5 / 4 + 64 * 1024)
+      << "stored_pages " << run.stats["stored_pages"];
 }
 
 // Budget mode: with cold age out of reach, the budget alone drives eviction
