@@ -222,6 +222,7 @@ Rates RatesOver(const Snapshot& earlier, const Snapshot& later,
   rates.evicted = per_second({"evicted_pages"});
   rates.refaults = per_second({"refaults"});
   rates.rejects = per_second({"reject_compress_poor", "reject_busy"});
+  rates.mistakes = per_second({"mistakes"});
   // CPU microseconds per second / 10^6 * 100.
   rates.cpu_percent = per_second({"evictor_cpu_us", "handler_cpu_us"}) / 1e4;
   return rates;
@@ -436,18 +437,20 @@ Rates RatesSinceStart(const Snapshot& snapshot, double age_seconds) {
 }
 
 std::string WatchHeader() {
-  return absl::StrFormat("%9s %8s %9s %6s %9s %10s %11s %10s %6s\n", "stored",
-                         "same", "pool_MiB", "ratio", "resident", "evicted/s",
-                         "refaults/s", "rejects/s", "cpu%");
+  return absl::StrFormat("%9s %8s %9s %6s %9s %10s %11s %12s %10s %6s\n",
+                         "stored", "same", "pool_MiB", "ratio", "resident",
+                         "evicted/s", "refaults/s", "mistakes/min", "rejects/s",
+                         "cpu%");
 }
 
 std::string WatchLine(const Snapshot& snapshot, const Rates& rates) {
   return absl::StrFormat(
-      "%9.0f %8.0f %9.1f %6.2f %9.0f %10.0f %11.0f %10.0f %6.1f\n",
+      "%9.0f %8.0f %9.1f %6.2f %9.0f %10.0f %11.0f %12.0f %10.0f %6.1f\n",
       Value(snapshot, "stored_pages"), Value(snapshot, "same_filled_pages"),
       Value(snapshot, "pool_total_size") / kMiB,
       Value(snapshot, "compression_ratio"), Value(snapshot, "resident_pages"),
-      rates.evicted, rates.refaults, rates.rejects, rates.cpu_percent);
+      rates.evicted, rates.refaults, rates.mistakes * 60, rates.rejects,
+      rates.cpu_percent);
 }
 
 int StatCommand(const std::vector<std::string>& args) {

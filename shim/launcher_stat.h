@@ -40,6 +40,7 @@ struct Rates {
   double evicted = 0;
   double refaults = 0;
   double rejects = 0;      // reject_compress_poor + reject_busy
+  double mistakes = 0;     // refaults soon after eviction (see stats.h)
   double cpu_percent = 0;  // evictor + fault handler, of one core
 };
 

@@ -510,6 +510,7 @@ TEST(LauncherStat, WatchPrintsLinesUntilTheProcessExits) {
   ASSERT_GE(lines.size(), 4u) << watch.Stdout();
   EXPECT_TRUE(absl::StrContains(lines[0], "evicted/s")) << lines[0];
   EXPECT_TRUE(absl::StrContains(lines[0], "refaults/s")) << lines[0];
+  EXPECT_TRUE(absl::StrContains(lines[0], "mistakes/min")) << lines[0];
   // Every line between the header and the last has one figure per column.
   size_t columns = std::vector<std::string>(
                        absl::StrSplit(lines[0], ' ', absl::SkipEmpty()))
@@ -643,16 +644,17 @@ TEST(DefaultSetting, IsWhatTheLibraryPrints) {
 TEST(Rates, FollowTheFilesOwnClock) {
   Snapshot earlier = ParseSnapshot(
       "# comment\nevicted_pages 100\nrefaults 10\nreject_busy 1\n"
-      "reject_compress_poor 1\nevictor_cpu_us 0\nhandler_cpu_us 0\n");
+      "reject_compress_poor 1\nevictor_cpu_us 0\nhandler_cpu_us 0\nmistakes 4\n");
   Snapshot later = ParseSnapshot(
       "evicted_pages 300\nrefaults 30\nreject_busy 3\nreject_compress_poor 3\n"
-      "evictor_cpu_us 20000\nhandler_cpu_us 20000\n");
+      "evictor_cpu_us 20000\nhandler_cpu_us 20000\nmistakes 10\n");
   earlier.written = {1000, 500'000'000};
   later.written = {1002, 500'000'000};
   Rates rates = RatesBetween(earlier, later);
   EXPECT_DOUBLE_EQ(rates.evicted, 100);
   EXPECT_DOUBLE_EQ(rates.refaults, 10);
   EXPECT_DOUBLE_EQ(rates.rejects, 2);
+  EXPECT_DOUBLE_EQ(rates.mistakes, 3);
   EXPECT_DOUBLE_EQ(rates.cpu_percent, 2);
   // The same version read twice: no time passed, no rate.
   EXPECT_DOUBLE_EQ(RatesBetween(later, later).evicted, 0);
