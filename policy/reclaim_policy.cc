@@ -16,6 +16,10 @@ constexpr uint64_t kInitialNsPerPage = 10'000;
 // Time constant of the rate averages: long enough that one bursty scan does
 // not move the threshold, short enough to follow a phase change in minutes.
 constexpr double kRateSmoothingMs = 120'000;
+// The cost of refaults is averaged over a shorter time: after the burst of
+// mistakes that every first pass over a heap makes, eviction should resume
+// within a minute, not wait out a two-minute average.
+constexpr double kCostSmoothingMs = 30'000;
 // How fast the threshold moves while the rate is out of its band: slower
 // than the rate average, so that the refaults of a move are seen before the
 // next doubling, and slower down than up.
@@ -80,7 +84,8 @@ double ReclaimPolicy::UpdateRates(const ScanReport& report) {
         weight * (refaults * kMinuteMs / dt - promotions_per_minute_);
     unlearned_per_minute_ +=
         weight * (unlearned * kMinuteMs / dt - unlearned_per_minute_);
-    refault_ns_per_ms_ += weight * (cost / dt - refault_ns_per_ms_);
+    double cost_weight = dt / (dt + kCostSmoothingMs);
+    refault_ns_per_ms_ += cost_weight * (cost / dt - refault_ns_per_ms_);
   }
   seen_report_ = true;
   last_now_ms_ = report.now_ms;

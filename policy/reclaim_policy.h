@@ -132,7 +132,7 @@ class ReclaimPolicy {
   uint64_t last_refaults_ = 0;
   uint64_t last_unlearned_ = 0;
   uint64_t last_refault_cost_ns_ = 0;
-  // Moving averages (see kRateSmoothingMs): refaults per minute, and the
+  // Moving averages (kRateSmoothingMs, kCostSmoothingMs): refaults per minute, and the
   // cost of refaults in ns per ms of wall time (which is ppm of a core).
   double promotions_per_minute_ = 0;
   double unlearned_per_minute_ = 0;

@@ -3,6 +3,7 @@
 #include <sched.h>
 #include <time.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -106,11 +107,37 @@ void Evictor::Pass() {
   last_cpu_ns_ = os::ThreadCpuTimeNs() - cpu_start;
   Stats& stats = *heap_->stats;
   stats.evictor_cpu_ns.fetch_add(last_cpu_ns_, std::memory_order_relaxed);
-  if (heap_->handlers != nullptr) {
-    stats.handler_cpu_ns.store(heap_->handlers->CpuTimeNs(),
-                               std::memory_order_relaxed);
-  }
   WriteStatsFiles();
+}
+
+// What refaults have cost since start: the faulting threads' stall, plus
+// the handlers' CPU (read from their thread clocks once per scan, also for
+// the statistics) in the share of this scan's fault events that were
+// refaults. The handlers' service time is no measure of their CPU: on a
+// busy machine it includes the time they waited for one.
+uint64_t Evictor::RefaultCostNs() {
+  Stats& stats = *heap_->stats;
+  uint64_t cpu = heap_->handlers != nullptr ? heap_->handlers->CpuTimeNs() : 0;
+  stats.handler_cpu_ns.store(cpu, std::memory_order_relaxed);
+  uint64_t events = 0;
+  for (const Counter& bucket : stats.fault_latency_us) {
+    events += bucket.load(std::memory_order_relaxed);
+  }
+  uint64_t refaults = stats.refaults.load(std::memory_order_relaxed) +
+                      stats.staged_refaults.load(std::memory_order_relaxed);
+  // A forked child's handlers are new threads: their clocks start again.
+  if (cpu >= last_handler_cpu_ns_ && events > last_fault_events_) {
+    uint64_t all = events - last_fault_events_;
+    uint64_t mistaken = std::min(refaults - last_refault_events_, all);
+    refault_cpu_ns_ += (cpu - last_handler_cpu_ns_) * mistaken / all;
+  }
+  last_handler_cpu_ns_ = cpu;
+  last_fault_events_ = events;
+  last_refault_events_ = refaults;
+  uint64_t total =
+      refault_cpu_ns_ + stats.refault_stall_ns.load(std::memory_order_relaxed);
+  stats.refault_cost_ns.store(total, std::memory_order_relaxed);
+  return total;
 }
 
 // What the policy decides for this scan, carried out; returns the pages
@@ -255,7 +282,7 @@ policy::ScanReport Evictor::BuildReport() {
   r.now_ms = os::MonotonicNowNs() / 1'000'000;
   r.pool_total_size = heap_->pool->TotalSize();
   r.refaults_total = stats.refaults.load(std::memory_order_relaxed);
-  r.refault_cost_ns_total = stats.refault_cost_ns.load(std::memory_order_relaxed);
+  r.refault_cost_ns_total = RefaultCostNs();
   r.unlearned_refaults_total =
       stats.unlearned_refaults.load(std::memory_order_relaxed);
   r.pages_processed = last_processed_;

@@ -94,6 +94,7 @@ class Evictor {
   void ScanWrites();
   void AgeRange(size_t from, size_t to, bool written);
   policy::ScanReport BuildReport();
+  uint64_t RefaultCostNs();
   void Publish(const policy::Decision& decision);
   bool IsCandidate(PageEntry& e, uint32_t min_age);
   size_t Collect(size_t from, uint32_t min_age, size_t max_pages, size_t* next);
@@ -134,6 +135,12 @@ class Evictor {
   uint64_t in_scan_limit_hits_ = 0;
   uint64_t last_processed_ = 0;  // pages handled by the previous pass
   uint64_t last_cpu_ns_ = 0;     // and the CPU it took
+  // For RefaultCostNs: the handlers' CPU counted as refaults' so far, and
+  // the totals it was last computed from.
+  uint64_t refault_cpu_ns_ = 0;
+  uint64_t last_handler_cpu_ns_ = 0;
+  uint64_t last_fault_events_ = 0;
+  uint64_t last_refault_events_ = 0;
   page_region regions_[512];     // PAGEMAP_SCAN output, reused
   unsigned char out_[kPageSize];  // compression output, reused
   char live_stats_path_[128] = {};  // see PrepareLiveStatsPath; "" if none

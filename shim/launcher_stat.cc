@@ -88,6 +88,7 @@ constexpr Row kRows[] = {
     {"activity", "scans", "scans", Unit::kCount, ""},
     {"costs", "evictor CPU", "evictor_cpu_us", Unit::kMicros, ""},
     {"costs", "fault handler CPU", "handler_cpu_us", Unit::kMicros, ""},
+    {"costs", "refault stall", "refault_stall_us", Unit::kMicros, ""},
     {"costs", "refault cost", "refault_cost_us", Unit::kMicros, ""},
     {"costs", "refault cost now", "refault_cost_ppm", Unit::kPpmOfCore,
      "of one core: handler CPU + stalled threads (smoothed)"},

@@ -120,6 +120,7 @@ void Format(const Stats& s, Text& t) {
   t.Line("scans", Get(s.scans));
   t.Line("evictor_cpu_us", Get(s.evictor_cpu_ns) / 1000);
   t.Line("handler_cpu_us", Get(s.handler_cpu_ns) / 1000);
+  t.Line("refault_stall_us", Get(s.refault_stall_ns) / 1000);
   t.Line("refault_cost_us", Get(s.refault_cost_ns) / 1000);
   for (int b = 0; b < kLatencyBuckets; ++b) {
     bool last = b == kLatencyBuckets - 1;

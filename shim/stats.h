@@ -67,8 +67,11 @@ struct Stats {
   // Costs.
   Counter evictor_cpu_ns{0};
   Counter handler_cpu_ns{0};
-  // Refaults (from the pool and from probation): handler CPU plus the
-  // faulting threads' stall (see RefaultCostNs), counted in the CPU budget.
+  // Refaults (from the pool and from probation): the time the faulting
+  // threads stood still (see RefaultStallNs), and that plus the handlers'
+  // CPU for them (their share of the handlers' thread-clock time, by event
+  // count; updated each scan): what the CPU budget counts for mistakes.
+  Counter refault_stall_ns{0};
   Counter refault_cost_ns{0};
   Counter fault_latency_us[kLatencyBuckets] = {};
 

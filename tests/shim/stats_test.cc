@@ -184,6 +184,7 @@ TEST(WriteStatsTest, EveryLineFitsWithEveryCounterAtItsMaximum) {
                      &stats.pool_peak_size, &stats.cow_unshared,
                      &stats.file_pages, &stats.mistakes,
                      &stats.unlearned_refaults, &stats.refault_cost_ns,
+                     &stats.refault_stall_ns,
                      &stats.refault_cost_ppm, &stats.raised_threshold_pages}) {
     c->store(kMax);
   }
