@@ -10,12 +10,12 @@ set origin 0,0.36
 set ylabel 'MiB'
 set xlabel 'seconds since start'
 set xrange [0:364]
-set arrow 1 from 302.761000, graph 0 to 302.761000, graph 1 nohead dt 2 lc rgb '#1f77b4'
-set label 1 'measure phase (without) from here' at 302.761000, graph 0.95 left offset 0.5,0 textcolor rgb '#1f77b4' font ',8'
-set arrow 2 from 302.801000, graph 0 to 302.801000, graph 1 nohead dt 2 lc rgb '#d62728'
-set label 2 'measure phase (with) from here' at 302.801000, graph 0.88 left offset 0.5,0 textcolor rgb '#d62728' font ',8'
-set arrow 3 from 302.668000, graph 0 to 302.668000, graph 1 nohead dt 2 lc rgb '#2ca02c'
-set label 3 'measure phase (oracle) from here' at 302.668000, graph 0.81 left offset 0.5,0 textcolor rgb '#2ca02c' font ',8'
+set arrow 1 from 302.225000, graph 0 to 302.225000, graph 1 nohead dt 2 lc rgb '#1f77b4'
+set label 1 'measure phase (without) from here' at 302.225000, graph 0.95 left offset 0.5,0 textcolor rgb '#1f77b4' font ',8'
+set arrow 2 from 302.203000, graph 0 to 302.203000, graph 1 nohead dt 2 lc rgb '#d62728'
+set label 2 'measure phase (with) from here' at 302.203000, graph 0.88 left offset 0.5,0 textcolor rgb '#d62728' font ',8'
+set arrow 3 from 302.254000, graph 0 to 302.254000, graph 1 nohead dt 2 lc rgb '#2ca02c'
+set label 3 'measure phase (oracle) from here' at 302.254000, graph 0.81 left offset 0.5,0 textcolor rgb '#2ca02c' font ',8'
 plot '/work/main/bench/results/demo_settle300/kv_cache-without.csv' using 1:($4/1024) with lines lw 2 lc rgb '#1f77b4' title 'PSS, without coldheap', '/work/main/bench/results/demo_settle300/kv_cache-with.csv' using 1:($4/1024) with lines lw 2 lc rgb '#d62728' title 'PSS, with coldheap', '/work/main/bench/results/demo_settle300/kv_cache-with.csv' using 1:($5/1048576) with lines lw 1 dt 3 lc rgb '#d62728' title 'pool total_size, with coldheap (inside its PSS)', '/work/main/bench/results/demo_settle300/kv_cache-oracle.csv' using 1:($4/1024) with lines lw 2 lc rgb '#2ca02c' title 'PSS, oracle (all evicted once at the measure start)'
 unset arrow
 unset label
@@ -23,11 +23,11 @@ set size 1,0.34
 set origin 0,0
 set ylabel 'ops/s'
 set title ''
-set arrow 1 from 302.761000, graph 0 to 302.761000, graph 1 nohead dt 2 lc rgb '#1f77b4'
-set label 1 'measure phase (without) from here' at 302.761000, graph 0.95 left offset 0.5,0 textcolor rgb '#1f77b4' font ',8'
-set arrow 2 from 302.801000, graph 0 to 302.801000, graph 1 nohead dt 2 lc rgb '#d62728'
-set label 2 'measure phase (with) from here' at 302.801000, graph 0.88 left offset 0.5,0 textcolor rgb '#d62728' font ',8'
-set arrow 3 from 302.668000, graph 0 to 302.668000, graph 1 nohead dt 2 lc rgb '#2ca02c'
-set label 3 'measure phase (oracle) from here' at 302.668000, graph 0.81 left offset 0.5,0 textcolor rgb '#2ca02c' font ',8'
+set arrow 1 from 302.225000, graph 0 to 302.225000, graph 1 nohead dt 2 lc rgb '#1f77b4'
+set label 1 'measure phase (without) from here' at 302.225000, graph 0.95 left offset 0.5,0 textcolor rgb '#1f77b4' font ',8'
+set arrow 2 from 302.203000, graph 0 to 302.203000, graph 1 nohead dt 2 lc rgb '#d62728'
+set label 2 'measure phase (with) from here' at 302.203000, graph 0.88 left offset 0.5,0 textcolor rgb '#d62728' font ',8'
+set arrow 3 from 302.254000, graph 0 to 302.254000, graph 1 nohead dt 2 lc rgb '#2ca02c'
+set label 3 'measure phase (oracle) from here' at 302.254000, graph 0.81 left offset 0.5,0 textcolor rgb '#2ca02c' font ',8'
 plot '/work/main/bench/results/demo_settle300/kv_cache-without.csv' using 1:($13) with lines lw 1 lc rgb '#1f77b4' title 'throughput, without coldheap', '/work/main/bench/results/demo_settle300/kv_cache-with.csv' using 1:($13) with lines lw 1 lc rgb '#d62728' title 'throughput, with coldheap', '/work/main/bench/results/demo_settle300/kv_cache-oracle.csv' using 1:($13) with lines lw 1 lc rgb '#2ca02c' title 'throughput, oracle (all evicted once at the measure start)'
 unset multiplot
