@@ -26,6 +26,11 @@ constexpr double kCostSmoothingMs = 30'000;
 constexpr double kDoublingMs = 180'000;
 constexpr double kHalvingMs = 360'000;
 
+// Moves `average` towards `sample` by `weight` (an exponential average).
+void Smooth(double& average, double sample, double weight) {
+  average += weight * (sample - average);
+}
+
 }  // namespace
 
 ReclaimPolicy::ReclaimPolicy(const PolicySettings& settings)
@@ -80,12 +85,9 @@ double ReclaimPolicy::UpdateRates(const ScanReport& report) {
     double cost = static_cast<double>(report.refault_cost_ns_total -
                                       last_refault_cost_ns_);
     double weight = dt / (dt + kRateSmoothingMs);
-    promotions_per_minute_ +=
-        weight * (refaults * kMinuteMs / dt - promotions_per_minute_);
-    unlearned_per_minute_ +=
-        weight * (unlearned * kMinuteMs / dt - unlearned_per_minute_);
-    double cost_weight = dt / (dt + kCostSmoothingMs);
-    refault_ns_per_ms_ += cost_weight * (cost / dt - refault_ns_per_ms_);
+    Smooth(promotions_per_minute_, refaults * kMinuteMs / dt, weight);
+    Smooth(unlearned_per_minute_, unlearned * kMinuteMs / dt, weight);
+    Smooth(refault_ns_per_ms_, cost / dt, dt / (dt + kCostSmoothingMs));
   }
   seen_report_ = true;
   last_now_ms_ = report.now_ms;
@@ -96,8 +98,8 @@ double ReclaimPolicy::UpdateRates(const ScanReport& report) {
 }
 
 // A small step every scan, in proportion to the time it covers, on the
-// smoothed rate, with a dead band between a
-// quarter of the objective and the objective: see the header.
+// smoothed rate, with a dead band between a quarter of the objective and
+// the objective: see the header.
 void ReclaimPolicy::AdaptThreshold(const ScanReport& report, double dt_ms) {
   uint32_t floor = FloorScans();
   if (floor == 0) return;  // stress mode does not adapt
