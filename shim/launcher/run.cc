@@ -1,4 +1,4 @@
-#include "shim/launcher_run.h"
+#include "shim/launcher/run.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -14,8 +14,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
-#include "shim/launcher_common.h"
-#include "shim/launcher_settings.h"
+#include "shim/launcher/common.h"
+#include "shim/launcher/settings.h"
 
 namespace coldheap::launcher {
 namespace {

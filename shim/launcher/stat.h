@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "shim/launcher_stats_file.h"
+#include "shim/launcher/stats_file.h"
 
 namespace coldheap::launcher {
 

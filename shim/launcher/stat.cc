@@ -1,4 +1,4 @@
-#include "shim/launcher_stat.h"
+#include "shim/launcher/stat.h"
 
 #include <errno.h>
 #include <time.h>
@@ -17,8 +17,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
-#include "shim/launcher_common.h"
-#include "shim/launcher_settings.h"
+#include "shim/launcher/common.h"
+#include "shim/launcher/settings.h"
 #include "shim/os.h"
 
 namespace coldheap::launcher {

@@ -1,4 +1,4 @@
-#include "shim/launcher_stats_file.h"
+#include "shim/launcher/stats_file.h"
 
 #include <errno.h>
 #include <fcntl.h>

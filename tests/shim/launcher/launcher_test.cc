@@ -2,7 +2,7 @@
 // LD_PRELOAD and the COLDHEAP_* variables and finds libcoldheap.so in the
 // Bazel and the installed layouts; `stat` reads a live process under the
 // shim; every mistake gets one stderr line and a non-zero exit. Plus the
-// launcher's pure parts (shim/launcher_*.h) directly. Usage (from Bazel):
+// launcher's pure parts (shim/launcher/*.h) directly. Usage (from Bazel):
 //   launcher_test COLDHEAP LIBCOLDHEAP
 // The binary is also the program `stat` is pointed at (see HoldHeap):
 //   launcher_test --hold-heap MB   allocates and touches MB MiB, then waits
@@ -34,10 +34,10 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
-#include "shim/launcher_run.h"
-#include "shim/launcher_settings.h"
-#include "shim/launcher_stat.h"
-#include "shim/launcher_stats_file.h"
+#include "shim/launcher/run.h"
+#include "shim/launcher/settings.h"
+#include "shim/launcher/stat.h"
+#include "shim/launcher/stats_file.h"
 
 extern char** environ;
 

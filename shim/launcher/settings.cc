@@ -1,4 +1,4 @@
-#include "shim/launcher_settings.h"
+#include "shim/launcher/settings.h"
 
 #include <errno.h>
 #include <fcntl.h>

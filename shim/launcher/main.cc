@@ -1,19 +1,19 @@
 // coldheap: the command users put on PATH.
-//   coldheap run [OPTIONS] [--] PROGRAM [ARGS...]   shim/launcher_run.h
-//   coldheap stat [--watch [--interval D]] PID      shim/launcher_stat.h
+//   coldheap run [OPTIONS] [--] PROGRAM [ARGS...]   shim/launcher/run.h
+//   coldheap stat [--watch [--interval D]] PID      shim/launcher/stat.h
 //   coldheap help [COMMAND], coldheap --help
 // The shim itself is LD_PRELOAD=libcoldheap.so PROGRAM; this program only
 // prepares that and reads what the shim reports. It is an ordinary program:
 // it allocates, and checks option values with the shim's own parser
-// (shim/launcher_settings.h).
+// (shim/launcher/settings.h).
 #include <cstdio>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "shim/launcher_common.h"
-#include "shim/launcher_run.h"
-#include "shim/launcher_stat.h"
+#include "shim/launcher/common.h"
+#include "shim/launcher/run.h"
+#include "shim/launcher/stat.h"
 
 namespace coldheap::launcher {
 namespace {
