@@ -1,7 +1,8 @@
 // `coldheap run [OPTIONS] [--] PROGRAM [ARGS...]`: PROGRAM with
-// libcoldheap.so added to LD_PRELOAD and a COLDHEAP_* variable per option,
-// by execvp, so PROGRAM keeps the launcher's process id (what `coldheap stat`
-// takes) and its exit status is the command's.
+// libcoldheap.so added to LD_PRELOAD, a COLDHEAP_* variable per option and
+// PYTHONMALLOC=malloc (unless set), by execvp, so PROGRAM keeps the
+// launcher's process id (what `coldheap stat` takes) and its exit status is
+// the command's.
 #ifndef COLDHEAP_SHIM_LAUNCHER_RUN_H_
 #define COLDHEAP_SHIM_LAUNCHER_RUN_H_
 

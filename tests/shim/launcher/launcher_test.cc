@@ -293,6 +293,54 @@ TEST(LauncherRun, OptionsOverrideTheEnvironmentAndTheRestPassesThrough) {
   EXPECT_EQ(EnvValue(result.out, "COLDHEAP_LOG"), "off");
 }
 
+TEST(LauncherRun, PythonGetsMallocUnlessItsAllocatorWasChosen) {
+  Result plain = Coldheap({"run", "--", "/usr/bin/env"});
+  ASSERT_EQ(plain.exit_code, 0) << plain.err;
+  EXPECT_EQ(EnvValue(plain.out, "PYTHONMALLOC"), "malloc");
+
+  std::vector<std::string> env = kBaseEnv;
+  env.push_back("PYTHONMALLOC=pymalloc_debug");
+  Result chosen = Coldheap({"run", "--", "/usr/bin/env"}, env);
+  ASSERT_EQ(chosen.exit_code, 0) << chosen.err;
+  EXPECT_EQ(EnvValue(chosen.out, "PYTHONMALLOC"), "pymalloc_debug");
+}
+
+// The final statistics of a Python program holding ~20 MiB of small strings
+// (each well under pymalloc's 512-byte limit) for 2 s, run by `coldheap run`
+// with a cold age of 0 and `extra_env`.
+Snapshot PythonRunStatistics(const std::vector<std::string>& extra_env) {
+  std::string stats = absl::StrCat(TempDir(), "/python.stats");
+  std::vector<std::string> env = kBaseEnv;
+  env.insert(env.end(), extra_env.begin(), extra_env.end());
+  Result result = Coldheap(
+      {"run", "--cold-age", "0", "--scan-interval", "100ms", "--stats", stats,
+       "--", "/usr/bin/python3", "-c",
+       "import time\n"
+       "keep = [('record %d ' % i) * 2 for i in range(300000)]\n"
+       "time.sleep(2)\n"
+       "print(len(keep))\n"},
+      env);
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_EQ(result.out, "300000\n");
+  absl::StatusOr<Snapshot> snapshot = ReadSnapshot(stats);
+  EXPECT_TRUE(snapshot.ok()) << snapshot.status();
+  return snapshot.ok() ? *snapshot : Snapshot();
+}
+
+TEST(LauncherPython, SmallObjectsAreEvictedWithNoExtraVariable) {
+  Snapshot plain = PythonRunStatistics({});
+  Snapshot pymalloc = PythonRunStatistics({"PYTHONMALLOC=pymalloc"});
+  uint64_t evicted = plain.Count("evicted_pages").value_or(0);
+  uint64_t heap = plain.Count("heap_pages").value_or(0);
+  // 300000 strings of ~70 bytes: over 20 MiB, 5000 pages.
+  EXPECT_GE(heap, 4000u);
+  EXPECT_GE(evicted, 4000u);
+  // Under pymalloc those strings are out of the shim's reach: only the
+  // list and the interpreter's larger blocks are in the region.
+  EXPECT_GT(heap, 3 * pymalloc.Count("heap_pages").value_or(0));
+  EXPECT_GT(evicted, 3 * pymalloc.Count("evicted_pages").value_or(0));
+}
+
 TEST(LauncherRun, ProgramArgumentsAndExitStatusPassThrough) {
   Result result = Coldheap(
       {"run", "--", "/bin/sh", "-c", "echo \"$0 $1\"; exit 7", "a", "--b"});
