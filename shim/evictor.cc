@@ -684,10 +684,7 @@ const char* Evictor::StopWritingStats() {
 void Evictor::WriteStatsFiles() {
   std::lock_guard<std::mutex> lock(batch_mu_);
   if (exiting_.load()) return;
-  const Config& config = *heap_->config;
-  if (config.stats == StatsDestination::kFile) {
-    WriteStatsFile(*heap_->stats, config.stats_path);
-  }
+  WriteConfiguredStats(*heap_->stats, *heap_->config);
   if (live_stats_path_[0] != '\0') {
     WriteStatsFile(*heap_->stats, live_stats_path_);
   }

@@ -158,9 +158,7 @@ void AtExit() {
   if (live[0] != '\0') unlink(live);
   const Config& c = runtime->config;
   if (c.stats == StatsDestination::kStderr) WriteStats(runtime->stats, 2);
-  if (c.stats == StatsDestination::kFile) {
-    WriteStatsFile(runtime->stats, c.stats_path);
-  }
+  FinishConfiguredStats(runtime->stats, c);
 }
 
 void PrepareFork() {

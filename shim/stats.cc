@@ -9,9 +9,11 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <atomic>
 #include <cstring>
 
 #include "absl/strings/string_view.h"
+#include "shim/prometheus.h"
 
 namespace coldheap::shim {
 namespace {
@@ -130,6 +132,7 @@ void Format(const Stats& s, Text& t) {
     t.AppendUint(Get(s.fault_latency_us[b]));
     t.Append("\n");
   }
+  t.Line("fault_latency_us_sum", Get(s.fault_latency_ns_sum) / 1000);
 }
 
 // `path` with each "%p" replaced by the process id; false if too long.
@@ -151,28 +154,17 @@ bool ExpandPath(absl::string_view path, char* out, size_t capacity) {
   return true;
 }
 
-}  // namespace
-
-void Stats::RecordFaultLatency(uint64_t ns) {
-  uint64_t us = ns / 1000;
-  int bucket = 0;
-  while (bucket < kLatencyBuckets - 1 && (uint64_t{1} << bucket) <= us) {
-    ++bucket;
-  }
-  fault_latency_us[bucket].fetch_add(1, std::memory_order_relaxed);
+// A process whose heap never reached the region (a shell, `timeout`,
+// anything that only execs) has nothing to say, and must not overwrite the
+// file of the program it started.
+bool HasSomethingToSay(const Stats& stats) {
+  return Get(stats.heap_pages) != 0 || Get(stats.evicted_pages) != 0;
 }
 
-void WriteStats(const Stats& stats, int fd) {
-  Text text;
-  Format(stats, text);
-  text.WriteTo(fd);
-}
-
-bool WriteStatsFile(const Stats& stats, const char* path) {
-  // A process whose heap never reached the region (a shell, `timeout`,
-  // anything that only execs) has nothing to say, and must not overwrite
-  // the file of the program it started.
-  if (Get(stats.heap_pages) == 0 && Get(stats.evicted_pages) == 0) return true;
+// Replaces the file at `path` ("%p": the process id) with `contents`: a
+// temporary beside it (which node_exporter's *.prom pattern skips), then a
+// rename, so a reader never sees a half-written file.
+bool ReplaceFile(const char* path, absl::string_view contents, mode_t mode) {
   char final_path[4096];
   char tmp[4096 + 8];
   if (!ExpandPath(path, final_path, sizeof(final_path))) return false;
@@ -182,14 +174,95 @@ bool WriteStatsFile(const Stats& stats, const char* path) {
   // A fresh file, never a stale or planted one: the mode is ours and no
   // symlink is followed.
   unlink(tmp);
-  int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
   if (fd < 0) return false;
+  fchmod(fd, mode);  // whatever the umask
+  size_t done = 0;
+  while (done < contents.size()) {
+    ssize_t w = write(fd, contents.data() + done, contents.size() - done);
+    if (w <= 0) break;
+    done += static_cast<size_t>(w);
+  }
+  close(fd);
+  if (done != contents.size() || rename(tmp, final_path) != 0) {
+    unlink(tmp);
+    return false;
+  }
+  return true;
+}
+
+// COLDHEAP_STATS=prometheus:'s file: the path, or DIR/coldheap_%p.prom.
+bool PrometheusPath(const Config& config, char* out, size_t capacity) {
+  absl::string_view dir = config.stats_path;
+  absl::string_view file =
+      config.stats_path_is_dir ? "coldheap_%p.prom" : "";
+  if (dir.size() + file.size() + 1 > capacity) return false;
+  memcpy(out, dir.data(), dir.size());
+  memcpy(out + dir.size(), file.data(), file.size());
+  out[dir.size() + file.size()] = '\0';
+  return true;
+}
+
+}  // namespace
+
+void Stats::RecordFaultLatency(uint64_t ns) {
+  uint64_t us = ns / 1000;
+  int bucket = 0;
+  while (bucket < kLatencyBuckets - 1 && (uint64_t{1} << bucket) <= us) {
+    ++bucket;
+  }
+  fault_latency_us[bucket].fetch_add(1, std::memory_order_relaxed);
+  fault_latency_ns_sum.fetch_add(ns, std::memory_order_relaxed);
+}
+
+void WriteStats(const Stats& stats, int fd) {
   Text text;
   Format(stats, text);
-  bool ok = text.WriteTo(fd);
-  close(fd);
-  // rename: a reader never sees a half-written file.
-  return ok && rename(tmp, final_path) == 0;
+  text.WriteTo(fd);
+}
+
+bool WriteStatsFile(const Stats& stats, const char* path) {
+  if (!HasSomethingToSay(stats)) return true;
+  Text text;
+  Format(stats, text);
+  return ReplaceFile(path, text.view(), 0600);
+}
+
+bool WriteConfiguredStats(const Stats& stats, const Config& config) {
+  if (config.stats != StatsDestination::kFile) return true;
+  if (config.stats_format == StatsFormat::kText) {
+    return WriteStatsFile(stats, config.stats_path);
+  }
+  if (!HasSomethingToSay(stats)) return true;
+  char path[kMaxPathLength + 32];
+  if (!PrometheusPath(config, path, sizeof(path))) return false;
+  Text text;
+  Format(stats, text);
+  // One exposition at a time in the static buffer: the evictor's writes and
+  // the one at exit never overlap (StopWritingStats); a third writer skips.
+  static std::atomic_flag busy = ATOMIC_FLAG_INIT;
+  static char exposition[kMaxExpositionSize];
+  if (busy.test_and_set(std::memory_order_acquire)) return false;
+  size_t size = FormatPrometheus(text.view(), static_cast<uint64_t>(getpid()),
+                                 exposition, sizeof(exposition));
+  // 0644: node_exporter reads the file as another user.
+  bool ok = size != 0 && ReplaceFile(path, absl::string_view(exposition, size),
+                                     0644);
+  busy.clear(std::memory_order_release);
+  return ok;
+}
+
+void FinishConfiguredStats(const Stats& stats, const Config& config) {
+  if (config.stats == StatsDestination::kFile && config.stats_path_is_dir) {
+    char path[kMaxPathLength + 32];
+    char expanded[kMaxPathLength + 64];
+    if (PrometheusPath(config, path, sizeof(path)) &&
+        ExpandPath(path, expanded, sizeof(expanded))) {
+      unlink(expanded);
+    }
+    return;
+  }
+  WriteConfiguredStats(stats, config);
 }
 
 void RemoveStaleStatsFiles() {

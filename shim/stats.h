@@ -11,6 +11,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "shim/config.h"
+
 namespace coldheap::shim {
 
 using Counter = std::atomic<uint64_t>;
@@ -74,6 +76,7 @@ struct Stats {
   Counter refault_stall_ns{0};
   Counter refault_cost_ns{0};
   Counter fault_latency_us[kLatencyBuckets] = {};
+  Counter fault_latency_ns_sum{0};  // the histogram's sum, for Prometheus
 
   void RecordFaultLatency(uint64_t ns);
 };
@@ -88,6 +91,17 @@ void WriteStats(const Stats& stats, int fd);
 // or launcher under the same environment does not overwrite the file of the
 // program it runs. False on any failure.
 bool WriteStatsFile(const Stats& stats, const char* path);
+
+// Writes the statistics where COLDHEAP_STATS asks for a file (see
+// config.h): text or, with prometheus:, the exposition (prometheus.h), to
+// the file or to DIR/coldheap_PID.prom, replaced atomically as
+// WriteStatsFile does. False on any failure; true when there is no file.
+bool WriteConfiguredStats(const Stats& stats, const Config& config);
+
+// At exit: the final statistics for COLDHEAP_STATS's file; a directory's
+// coldheap_PID.prom is removed instead, so node_exporter stops reporting a
+// process that is gone.
+void FinishConfiguredStats(const Stats& stats, const Config& config);
 
 // Every process running the shim keeps its statistics in
 // /tmp/coldheap-UID/PID.stats (directory 0700, file 0600), rewritten each

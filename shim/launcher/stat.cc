@@ -20,6 +20,7 @@
 #include "shim/launcher/common.h"
 #include "shim/launcher/settings.h"
 #include "shim/os.h"
+#include "shim/prometheus.h"
 
 namespace coldheap::launcher {
 namespace {
@@ -314,6 +315,23 @@ absl::StatusOr<StatRequest> ParseStatArgs(const std::vector<std::string>& args) 
       request.watch = true;
       continue;
     }
+    if (word == "--format" || absl::StartsWith(word, "--format=")) {
+      std::string value;
+      if (absl::ConsumePrefix(&word, "--format=")) {
+        value = std::string(word);
+      } else if (i + 1 < args.size()) {
+        value = args[++i];
+      } else {
+        return absl::InvalidArgumentError(
+            "stat: --format needs a value: text or prometheus");
+      }
+      if (value != "text" && value != "prometheus") {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "stat: --format '", value, "' is not text or prometheus"));
+      }
+      request.prometheus = value == "prometheus";
+      continue;
+    }
     if (word == "-i" || word == "--interval" ||
         absl::StartsWith(word, "--interval=")) {
       std::string value;
@@ -351,6 +369,11 @@ absl::StatusOr<StatRequest> ParseStatArgs(const std::vector<std::string>& args) 
     request.pid = *pid;
     have_pid = true;
   }
+  if (request.prometheus && request.watch) {
+    return absl::InvalidArgumentError(
+        "stat: --format=prometheus prints once; it does not go with --watch "
+        "(a scraper asks again)");
+  }
   if (!have_pid) {
     return absl::InvalidArgumentError(absl::StrCat(
         "stat: no process id (usage: coldheap stat [--watch [--interval D]] "
@@ -362,7 +385,7 @@ absl::StatusOr<StatRequest> ParseStatArgs(const std::vector<std::string>& args) 
 
 std::string StatUsage() {
   return absl::StrCat(
-      "Usage: coldheap stat PID\n"
+      "Usage: coldheap stat [--format=text|prometheus] PID\n"
       "       coldheap stat --watch PID [--interval D]\n"
       "\n"
       "Shows the statistics of process PID, which runs under coldheap. Such a\n"
@@ -378,6 +401,10 @@ std::string StatUsage() {
       "                      process exits (exit status 0) or Ctrl-C\n"
       "  -i, --interval D    time between two lines, e.g. 500ms, 1s, 2m\n"
       "                      (default 1s); implies --watch\n"
+      "  --format=prometheus print the statistics once in Prometheus's text\n"
+      "                      exposition format (coldheap_* metrics labelled\n"
+      "                      pid), as COLDHEAP_STATS=prometheus:PATH writes\n"
+      "                      them; --format=text is the default\n"
       "  -h, --help          print this text\n"
       "\n"
       "Columns of --watch:\n"
@@ -425,6 +452,19 @@ std::string FormatReport(const Process& process, const Snapshot& snapshot) {
     absl::StrAppend(&other, Line(key, value, ""));
   }
   if (!other.empty()) absl::StrAppend(&out, "other\n", other);
+  return out;
+}
+
+std::string FormatPrometheusReport(const Process& process,
+                                   const Snapshot& snapshot) {
+  std::string text;
+  for (const auto& [key, value] : snapshot.entries) {
+    absl::StrAppend(&text, key, " ", value, "\n");
+  }
+  // Room for a newer shim's file with more statistics than this one knows.
+  std::string out(4 * shim::kMaxExpositionSize, '\0');
+  out.resize(shim::FormatPrometheus(text, static_cast<uint64_t>(process.pid),
+                                    out.data(), out.size()));
   return out;
 }
 
@@ -494,6 +534,10 @@ int StatCommand(const std::vector<std::string>& args) {
         absl::StrCat("process ", request->pid,
                      " is not running under coldheap (", path,
                      " was left by an earlier process ", request->pid, ")"));
+  }
+  if (request->prometheus) {
+    fputs(FormatPrometheusReport(*process, *snapshot).c_str(), stdout);
+    return kExitOk;
   }
   if (!request->watch) {
     fputs(FormatReport(*process, *snapshot).c_str(), stdout);

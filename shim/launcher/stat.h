@@ -1,7 +1,8 @@
-// `coldheap stat PID` and `coldheap stat --watch PID [--interval D]`: the
-// statistics a process under coldheap keeps in /tmp/coldheap-UID/PID.stats,
-// grouped for reading (pool, memory, activity, costs), or one line per
-// interval with rates, like `vmstat 1`.
+// `coldheap stat PID`, `coldheap stat --watch PID [--interval D]` and
+// `coldheap stat --format=prometheus PID`: the statistics a process under
+// coldheap keeps in /tmp/coldheap-UID/PID.stats, grouped for reading (pool,
+// memory, activity, costs), one line per interval with rates, like
+// `vmstat 1`, or in Prometheus's exposition format.
 #ifndef COLDHEAP_SHIM_LAUNCHER_STAT_H_
 #define COLDHEAP_SHIM_LAUNCHER_STAT_H_
 
@@ -21,6 +22,7 @@ struct StatRequest {
   bool help = false;            // -h or --help: print StatUsage() only
   bool watch = false;           // --watch, or implied by --interval
   uint64_t interval_ms = 1000;  // --interval, parsed as a scan interval
+  bool prometheus = false;      // --format=prometheus
   pid_t pid = 0;
 };
 
@@ -34,6 +36,12 @@ std::string StatUsage();
 // The one-shot report: a title line, then the groups, then any counters
 // this launcher does not know under "other".
 std::string FormatReport(const Process& process, const Snapshot& snapshot);
+
+// The statistics in Prometheus's text exposition format, as the shim writes
+// them for COLDHEAP_STATS=prometheus:PATH (shim/prometheus.h), labelled with
+// the process's id.
+std::string FormatPrometheusReport(const Process& process,
+                                   const Snapshot& snapshot);
 
 // Per-second rates of the watch columns.
 struct Rates {
