@@ -27,6 +27,9 @@ struct RunOption {
   absl::string_view operand;  // in the usage text
   absl::string_view example;  // for "needs a value, e.g. ..."
   absl::string_view help;
+  // Non-empty: the value comes only after '=' ("--dense=zstd:9"); the flag
+  // alone means this value, so "--dense PROGRAM" never takes PROGRAM.
+  absl::string_view implied = "";
 };
 
 constexpr RunOption kRunOptions[] = {
@@ -44,7 +47,14 @@ constexpr RunOption kRunOptions[] = {
      "what 'coldheap stat' shows"},
     {"--stats", "COLDHEAP_STATS", "FILE", "/tmp/run-%p.stats",
      "also write the statistics to FILE, each scan and at exit (%p: the "
-     "process id), or to stderr at exit with 'stderr'"},
+     "process id), or to stderr at exit with 'stderr'; prometheus:FILE "
+     "writes Prometheus's exposition format, prometheus:DIR/ writes "
+     "DIR/coldheap_PID.prom for node_exporter's textfile collector"},
+    {"--dense", "COLDHEAP_DENSE", "[=zstd[:LEVEL]|off]", "zstd:9",
+     "recompress pages that stay long in the pool with zstd at LEVEL (1 to "
+     "19) and a dictionary trained on the program's pages; --dense alone is "
+     "zstd at the default level",
+     "zstd"},
 };
 
 constexpr absl::string_view kRunHelpHint = "see 'coldheap run --help'";
@@ -194,6 +204,8 @@ absl::StatusOr<RunRequest> ParseRunArgs(const std::vector<std::string>& args) {
     std::string value;
     if (has_inline_value) {
       value = std::string(inline_value);
+    } else if (!option->implied.empty()) {
+      value = std::string(option->implied);
     } else if (i + 1 < args.size() && args[i + 1] != "--") {
       value = args[++i];
     } else {
@@ -224,8 +236,15 @@ std::string RunUsage() {
   constexpr size_t kWidth = 79;
   std::string options;
   for (const RunOption& option : kRunOptions) {
-    std::string head = absl::StrCat("  ", option.flag, " ", option.operand);
-    head.resize(kIndent > head.size() + 1 ? kIndent : head.size() + 1, ' ');
+    std::string head = absl::StrCat("  ", option.flag,
+                                    option.implied.empty() ? " " : "",
+                                    option.operand);
+    // A head too long for the column puts the help on the next line.
+    if (head.size() + 1 > kIndent) {
+      absl::StrAppend(&head, "\n", std::string(kIndent, ' '));
+    } else {
+      head.resize(kIndent, ' ');
+    }
     std::string help = absl::StrCat(option.help, " [", option.variable);
     std::string default_value = DefaultSetting(option.variable);
     if (!default_value.empty()) {

@@ -38,6 +38,7 @@
 #include "shim/launcher/settings.h"
 #include "shim/launcher/stat.h"
 #include "shim/launcher/stats_file.h"
+#include "tests/shim/exposition_check.h"
 
 extern char** environ;
 
@@ -218,11 +219,9 @@ void ExpectOneErrorLine(const Result& result) {
 // its stdin.
 class HeldHeap {
  public:
-  HeldHeap()
-      : launched_(launcher_path,
-                  {"run", "--cold-age", "0", "--scan-interval", "100ms", "--",
-                   SelfPath(), "--hold-heap", "8"},
-                  kBaseEnv, /*hold_stdin=*/true) {}
+  explicit HeldHeap(const std::vector<std::string>& extra_run_args = {})
+      : launched_(launcher_path, RunArgs(extra_run_args), kBaseEnv,
+                  /*hold_stdin=*/true) {}
 
   pid_t pid() const { return launched_.pid(); }
 
@@ -247,6 +246,15 @@ class HeldHeap {
   std::string Stderr() const { return launched_.Stderr(); }
 
  private:
+  static std::vector<std::string> RunArgs(
+      const std::vector<std::string>& extra) {
+    std::vector<std::string> args = {"run", "--cold-age", "0",
+                                     "--scan-interval", "100ms"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    args.insert(args.end(), {"--", SelfPath(), "--hold-heap", "8"});
+    return args;
+  }
+
   Launched launched_;
 };
 
@@ -339,6 +347,18 @@ TEST(LauncherPython, SmallObjectsAreEvictedWithNoExtraVariable) {
   // list and the interpreter's larger blocks are in the region.
   EXPECT_GT(heap, 3 * pymalloc.Count("heap_pages").value_or(0));
   EXPECT_GT(evicted, 3 * pymalloc.Count("evicted_pages").value_or(0));
+}
+
+TEST(LauncherRun, DenseAloneIsZstdAndTakesAValueOnlyAfterEquals) {
+  Result alone = Coldheap({"run", "--dense", "/usr/bin/env"});
+  ASSERT_EQ(alone.exit_code, 0) << alone.err;
+  EXPECT_EQ(EnvValue(alone.out, "COLDHEAP_DENSE"), "zstd");
+  for (const char* value : {"zstd:5", "off"}) {
+    Result given =
+        Coldheap({"run", absl::StrCat("--dense=", value), "--", "/usr/bin/env"});
+    ASSERT_EQ(given.exit_code, 0) << given.err;
+    EXPECT_EQ(EnvValue(given.out, "COLDHEAP_DENSE"), value);
+  }
 }
 
 TEST(LauncherRun, ProgramArgumentsAndExitStatusPassThrough) {
@@ -457,6 +477,12 @@ INSTANTIATE_TEST_SUITE_P(
         Mistake{{"run", "--compressor", "gzip", "--", "true"}, 2,
                 "(accepted: lz4 or zstd)"},
         Mistake{{"run", "--cold-age"}, 2, "--cold-age needs a value"},
+        Mistake{{"run", "--dense=zstd:40", "--", "true"}, 2,
+                "--dense 'zstd:40' is out of range"},
+        Mistake{{"stat", "--format=json", "1"}, 2,
+                "--format 'json' is not text or prometheus"},
+        Mistake{{"stat", "--format=prometheus", "--watch", "1"}, 2,
+                "does not go with --watch"},
         Mistake{{"run", "--frobnicate", "--", "true"}, 2,
                 "unknown option '--frobnicate'"},
         Mistake{{"frobnicate"}, 2, "unknown command 'frobnicate'"},
@@ -534,6 +560,44 @@ TEST(LauncherStat, ShowsALiveProcessGrouped) {
   EXPECT_EQ(held.Finish(), 0) << held.Stderr();
   EXPECT_FALSE(Exists(LiveStatsFile(held.pid())))
       << "the live file outlived its process";
+}
+
+// The metric names of an exposition's samples, in order.
+std::vector<std::string> SampleNames(const std::string& exposition) {
+  std::vector<std::string> names;
+  for (absl::string_view line : absl::StrSplit(exposition, '\n')) {
+    if (line.empty() || line[0] == '#') continue;
+    names.emplace_back(line.substr(0, line.find('{')));
+  }
+  return names;
+}
+
+TEST(LauncherStat, PrometheusFormatIsWhatTheShimWritesAndParses) {
+  std::string dir = TempDir();
+  HeldHeap held({"--stats", absl::StrCat("prometheus:", dir, "/")});
+  ASSERT_TRUE(held.WaitForStatistics()) << held.Stderr();
+  Result result =
+      Coldheap({"stat", "--format=prometheus", absl::StrCat(held.pid())});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_EQ(result.err, "");
+  EXPECT_TRUE(absl::StrContains(
+      result.out, absl::StrCat("\ncoldheap_stored_pages{pid=\"", held.pid(),
+                               "\"} ")))
+      << result.out;
+  EXPECT_EQ(absl::StrJoin(coldheap::exposition::ExpositionProblems(result.out),
+                          "\n"),
+            "");
+  coldheap::exposition::PromtoolResult promtool =
+      coldheap::exposition::Promtool(result.out);
+  ASSERT_NE(promtool.exit_code, -1) << promtool.output;
+  EXPECT_EQ(promtool.exit_code, 0) << promtool.output;
+  EXPECT_EQ(promtool.output, "");
+
+  // The shim's own file for node_exporter: the same metrics.
+  std::string shims = absl::StrCat(dir, "/coldheap_", held.pid(), ".prom");
+  EXPECT_EQ(SampleNames(ReadFile(shims)), SampleNames(result.out));
+  EXPECT_EQ(held.Finish(), 0) << held.Stderr();
+  EXPECT_FALSE(Exists(shims)) << "a process that is gone is not reported";
 }
 
 TEST(LauncherStat, WatchPrintsLinesUntilTheProcessExits) {
