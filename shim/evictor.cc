@@ -550,6 +550,7 @@ bool WriteBackObject(void* context, pool::Zpool& pool, pool::Handle handle) {
   if (w.codec != 0) {  // the dense tier counts what its pool holds
     heap.stats->dense_pages.fetch_sub(1, std::memory_order_relaxed);
     heap.stats->dense_bytes.fetch_sub(w.size, std::memory_order_relaxed);
+    heap.stats->dense_written_back_pages.fetch_add(1, std::memory_order_relaxed);
   }
   Stats& stats = *heap.stats;
   stats.stored_pages.fetch_sub(1, std::memory_order_relaxed);

@@ -142,6 +142,7 @@ void Format(const Stats& s, Text& t) {
   t.Line("dense_recompressed_pages", Get(s.dense_recompressed_pages));
   t.Line("dense_kept_pages", Get(s.dense_kept_pages));
   t.Line("dense_refaults", Get(s.dense_refaults));
+  t.Line("dense_written_back_pages", Get(s.dense_written_back_pages));
   t.Line("evictor_cpu_us", Get(s.evictor_cpu_ns) / 1000);
   t.Line("handler_cpu_us", Get(s.handler_cpu_ns) / 1000);
   t.Line("dense_cpu_us", Get(s.dense_cpu_ns) / 1000);

@@ -75,6 +75,7 @@ struct Stats {
   Counter dense_recompressed_pages{0};  // LZ4 copies replaced by dense ones
   Counter dense_kept_pages{0};  // recompressed, but no smaller class: kept LZ4
   Counter dense_refaults{0};    // refaults of dense pages
+  Counter dense_written_back_pages{0};  // dense pages among written_back_pages
 
   // Costs.
   Counter evictor_cpu_ns{0};  // all of the evictor's, dense work included
