@@ -56,6 +56,8 @@ class Recompressor {
   uint64_t Run(uint8_t age_ticks, int64_t budget_ns);
 
  private:
+  friend class RecompressorPeer;  // tests: a fault between two steps
+
   bool TrainingDue() const;
   void Train();
   size_t Sample(char* samples, size_t want);
