@@ -30,7 +30,10 @@
 //   dense/<kind>/train/<K>KB         a K KB dictionary trained with
 //                                    ZDICT_trainFromBuffer on 100x K of
 //                                    TrainingPages (disjoint from the
-//                                    measured pages); train_ms its time.
+//                                    measured pages); train_cpu_ms its
+//                                    CPU time (the thread's, so the other
+//                                    processes of a shared machine do not
+//                                    count).
 //   dense/<kind>/zstd<L>/<dict>      zstd level L, without a dictionary
 //                                    (nodict) or with a K KB one (dict<K>KB).
 // Counters:
@@ -43,6 +46,8 @@
 //                 runs of each page); decomp_us the same for decompression
 //                 (on the lz4 line: LZ4's, on the same pages).
 //   pages         pages measured; skipped: same-filled or LZ4 > kLz4Limit.
+//   comp_mem_KiB  what the compressor holds: ZSTD_sizeof_CCtx (after use) +
+//                 ZSTD_sizeof_CDict; decomp_mem_KiB the same for DCtx+DDict.
 #include <lz4.h>
 #define ZSTD_STATIC_LINKING_ONLY  // ZSTD_c_format, ZSTD_f_zstd1_magicless
 #include <zdict.h>
@@ -53,6 +58,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <random>
 #include <memory>
 #include <string>
@@ -287,10 +293,17 @@ double MedianMicros(size_t n, F&& f) {
   return best[n / 2];
 }
 
+// CPU time of the calling thread, in milliseconds.
+double ThreadCpuMillis() {
+  timespec now;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now);
+  return now.tv_sec * 1e3 + now.tv_nsec / 1e6;
+}
+
 struct Dictionary {
   std::string bytes;
   size_t samples = 0;
-  double train_ms = 0;
+  double train_cpu_ms = 0;
 };
 
 // The K KB dictionary of a kind, trained once.
@@ -315,13 +328,11 @@ const Dictionary& TrainedDictionary(PageKind kind, size_t kb) {
   slot = std::make_unique<Dictionary>();
   slot->bytes.resize(capacity);
   slot->samples = pages.size();
-  const auto start = std::chrono::steady_clock::now();
+  const double start = ThreadCpuMillis();
   const size_t size =
       ZDICT_trainFromBuffer(slot->bytes.data(), capacity, samples.data(),
                             sizes.data(), static_cast<unsigned>(sizes.size()));
-  slot->train_ms = std::chrono::duration<double, std::milli>(
-                       std::chrono::steady_clock::now() - start)
-                       .count();
+  slot->train_cpu_ms = ThreadCpuMillis() - start;
   if (ZDICT_isError(size)) {
     fprintf(stderr, "ZDICT_trainFromBuffer(%s, %zu KB): %s\n",
             PageKindName(kind), kb, ZDICT_getErrorName(size));
@@ -361,7 +372,7 @@ void BM_DenseLz4(benchmark::State& state, PageKind kind) {
 void BM_DenseTrain(benchmark::State& state, PageKind kind, size_t kb) {
   for (auto _ : state) {
     const Dictionary& dict = TrainedDictionary(kind, kb);
-    state.counters["train_ms"] = dict.train_ms;
+    state.counters["train_cpu_ms"] = dict.train_cpu_ms;
     state.counters["dict_bytes"] = dict.bytes.size();
     state.counters["samples"] = dict.samples;
     state.counters["sample_MiB"] =
@@ -419,6 +430,13 @@ class ZstdCodec {
     out.resize(size);
   }
 
+  size_t CompressorBytes() const {
+    return ZSTD_sizeof_CCtx(cctx_) + ZSTD_sizeof_CDict(cdict_);
+  }
+  size_t DecompressorBytes() const {
+    return ZSTD_sizeof_DCtx(dctx_) + ZSTD_sizeof_DDict(ddict_);
+  }
+
   // Decompresses an image of a page; returns the decompressed size.
   size_t Decompress(const std::string& image, Page& out) {
     return ZSTD_decompressDCtx(dctx_, out.data(), out.size(), image.data(),
@@ -471,6 +489,8 @@ void BM_DenseZstd(benchmark::State& state, PageKind kind, int level,
   state.counters["ratio_rule"] = n * pool::kPageSize / ruled;
   state.counters["comp_us"] = comp_us;
   state.counters["decomp_us"] = decomp_us;
+  state.counters["comp_mem_KiB"] = codec.CompressorBytes() / 1024.0;
+  state.counters["decomp_mem_KiB"] = codec.DecompressorBytes() / 1024.0;
 }
 
 void RegisterDense() {
