@@ -59,8 +59,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
-#include <random>
 #include <memory>
+#include <random>
 #include <string>
 #include <utility>
 #include <vector>
