@@ -99,16 +99,13 @@ Problem ParseDuration(string_view text, Config& c) {
 
 // The shift of a size unit: "", B, or K, M, G, T alone or with B or iB.
 bool SizeShift(string_view unit, unsigned& shift) {
-  if (unit.size() == 3 && absl::EqualsIgnoreCase(unit.substr(1), "ib")) {
-    unit.remove_suffix(2);
-  } else if (absl::EndsWithIgnoreCase(unit, "b")) {
-    unit.remove_suffix(1);
-  }
-  size_t index =
-      unit.empty() ? 0
-                   : string_view("kmgt").find(absl::ascii_tolower(unit[0])) + 1;
-  shift = 10 * static_cast<unsigned>(index);
-  return unit.size() == (index == 0 ? 0 : 1);  // npos + 1 == 0
+  constexpr string_view kPrefixes = "kmgt";
+  size_t prefix = unit.empty() ? kPrefixes.npos
+                               : kPrefixes.find(absl::ascii_tolower(unit[0]));
+  shift = prefix == kPrefixes.npos ? 0 : 10 * static_cast<unsigned>(prefix + 1);
+  if (shift != 0) unit.remove_prefix(1);
+  if (shift != 0 && absl::EqualsIgnoreCase(unit, "ib")) return true;
+  return unit.empty() || absl::EqualsIgnoreCase(unit, "b");
 }
 
 template <auto kField, uint64_t kMin, uint64_t kMax>

@@ -1,5 +1,5 @@
 // The shim's configuration, read once from COLDHEAP_* environment variables.
-// README.md ("Configuration") says what each setting does.
+// What each setting does: README.md ("Configuration").
 //
 // It is read at load time, before malloc is ready, so nothing here allocates:
 // the environment is walked in place, paths are copied into fixed arrays in
@@ -14,47 +14,47 @@
 // An unknown COLDHEAP_* name (a typo) gets one line, with the closest known
 // name when one is near. COLDHEAP_LOG=off silences both.
 //
-// | variable                          | default  | accepted                                 |
-// |-----------------------------------|----------|------------------------------------------|
-// | COLDHEAP_ENABLE                   | on       | 1/0, true/false, yes/no, on/off          |
-// | COLDHEAP_COLD_AGE                 | 30s      | duration <= 24h; 0 = evict at every scan |
-// | COLDHEAP_SCAN_INTERVAL            | 1s       | duration from 1ms to 24h                 |
-// | COLDHEAP_TARGET                   | none     | size > 0, or 1% to 100% of the heap      |
-// | COLDHEAP_MAX_POOL_PERCENT         | 50       | integer 1..100, % of the live heap       |
-// | COLDHEAP_ACCEPT_THRESHOLD_PERCENT | 90       | integer 0..100, % of the pool limit      |
-// | COLDHEAP_ZPOOL                    | zsmalloc | zsmalloc or zbud                         |
-// | COLDHEAP_COMPRESSOR               | lz4      | lz4 or zstd                              |
-// | COLDHEAP_REGION_SIZE              | 64G      | size 64M..64T, rounded up to 2M          |
-// | COLDHEAP_STATS                    | none     | empty, stderr, PATH or prometheus:PATH   |
-// | COLDHEAP_LOG                      | error    | off, error, info or debug                |
-// | COLDHEAP_PROMOTION_RATE           | 0.2%     | decimal percent per minute, 0..100       |
-// | COLDHEAP_CPU_BUDGET               | 2%       | decimal percent of one core, 0.1..100    |
-// | COLDHEAP_WRITEBACK_FILE           | none     | empty or PATH                            |
-// | COLDHEAP_FAULT_AROUND             | 0        | integer 0..64                            |
-// | COLDHEAP_EVICT_ALL_AT             | 0 (off)  | duration <= 24h                          |
-// | COLDHEAP_DENSE                    | off      | off, zstd or zstd:LEVEL, LEVEL 1..19     |
-// | COLDHEAP_DENSE_AGE                | auto     | auto or duration <= 24h; 0 = first scan  |
+// | COLDHEAP_...             | default  | accepted (forms below)                    |
+// |--------------------------|----------|-------------------------------------------|
+// | ENABLE                   | on       | 1/0, true/false, yes/no, on/off           |
+// | COLD_AGE                 | 30s      | duration <= 24h; 0 = evict at every scan  |
+// | SCAN_INTERVAL            | 1s       | duration, 1ms to 24h                      |
+// | TARGET                   | none     | size > 0, or 1% to 100% of the heap       |
+// | MAX_POOL_PERCENT         | 50       | percentage 1..100 (of the live heap)      |
+// | ACCEPT_THRESHOLD_PERCENT | 90       | percentage 0..100 (of the pool limit)     |
+// | ZPOOL                    | zsmalloc | zsmalloc or zbud                          |
+// | COMPRESSOR               | lz4      | lz4 or zstd                               |
+// | REGION_SIZE              | 64G      | size 64M..64T, rounded up to 2M           |
+// | STATS                    | none     | empty, stderr, path or prometheus:path    |
+// | LOG                      | error    | off, error, info or debug                 |
+// | PROMOTION_RATE           | 0.2%     | decimal percentage per minute, 0..100     |
+// | CPU_BUDGET               | 2%       | decimal percentage of one core, 0.1..100  |
+// | WRITEBACK_FILE           | none     | empty or a path                           |
+// | FAULT_AROUND             | 0        | integer 0..64                             |
+// | EVICT_ALL_AT             | 0 (off)  | duration <= 24h                           |
+// | DENSE                    | off      | off, zstd or zstd:LEVEL, LEVEL 1..19 (3)  |
+// | DENSE_AGE                | auto     | auto or duration <= 24h; 0 = first scan   |
+// STATS=prometheus:PATH writes Prometheus's text format to PATH, or, if PATH
+// ends with '/', replaces DIR/coldheap_<pid>.prom atomically (node_exporter's
+// textfile collector). DENSE recompresses pages that stay DENSE_AGE in the
+// LZ4 pool with zstd and a dictionary trained on the process's own pages;
+// auto = 4 cold thresholds of the page.
 //
 // Forms:
-// - duration: absl::ParseDuration's syntax: one or more numbers, each with an
-//   optional fraction and a unit ns, us, ms, s, m or h (500ms, 90s, 1.5h,
-//   1h30m); a unit is required except for 0. Units in any case (2M is 2
-//   minutes). The total must be a whole number of milliseconds.
-// - size: an integer number of bytes, optionally followed by B, K, KB, KiB,
-//   M, MB, MiB, G, GB, GiB, T, TB or TiB in any case; binary units (1K =
-//   1024). No fractions: 1536M, not 1.5G.
-// - integer percent: an integer, optionally followed by %.
-// - decimal percent: an integer with at most 4 decimals (more only if they
-//   are zeros) and an optional %; a leading digit is required (0.5, not .5).
-// - PATH: at most 255 bytes, taken exactly as given; relative to the working
-//   directory. COLDHEAP_STATS=prometheus:PATH writes Prometheus's text format
-//   instead; a PATH ending in '/' is a directory where DIR/coldheap_<pid>.prom
-//   is replaced atomically (node_exporter's textfile collector).
-// - Keywords match in any case. Whitespace around values is ignored, except
-//   for COLDHEAP_STATS and COLDHEAP_WRITEBACK_FILE.
-// - Rejected: empty values (except the two above), signs (+5, -5s), inf,
-//   overflow, fractions where an integer is expected, and anything after the
-//   number and its unit (30s5, 4G!).
+// - duration: absl::ParseDuration's syntax, numbers with an optional fraction
+//   each followed by ns, us, ms, s, m or h (500ms, 90s, 1.5h, 1h30m; 0 needs
+//   no unit), units in any case (2M is 2 minutes), in whole milliseconds, at
+//   most 64 characters.
+// - size: an integer of bytes with an optional binary unit B, K, KB, KiB, M,
+//   ..., T, TB or TiB in any case (1K = 1024). No fractions: 1536M, not 1.5G.
+// - percentage: an integer with an optional %; the decimal ones (PROMOTION_
+//   RATE, CPU_BUDGET) take 4 decimals (more if zeros; 0.2, not .2), in ppm.
+// - path: at most 255 bytes, exactly as given (STATS, WRITEBACK_FILE; STATS's
+//   stderr and prometheus: only in lower case).
+// - Keywords match in any case, whitespace around a value other than a path
+//   is ignored. Rejected: empty values (except paths), signs, inf, overflow,
+//   fractions where an integer is expected, and anything after the number and
+//   its unit (30s5, 4G!).
 #ifndef COLDHEAP_SHIM_CONFIG_H_
 #define COLDHEAP_SHIM_CONFIG_H_
 
