@@ -42,8 +42,7 @@ constexpr string_view kCompressorNames[] = {"lz4", "zstd"};
 constexpr string_view kLogNames[] = {"off", "error", "info", "debug"};
 constexpr string_view kDenseNames[] = {"off", "zstd"};
 
-// Parsers write their field only when they return Problem::kNone. kEmpty
-// from a part of a non-empty value (the digits of "G") becomes kMalformed.
+// Parsers write their field only when they return Problem::kNone.
 
 bool IsDigits(string_view text) {
   return !text.empty() && text.find_first_not_of(kDigits) == text.npos;
@@ -457,12 +456,15 @@ void ParseVariable(const Variable& variable, const char* const* envp,
   if (raw == nullptr) return;
   string_view value = variable.verbatim ? raw : absl::StripAsciiWhitespace(raw);
   Problem problem = variable.parse(value, config);
-  if (problem == Problem::kEmpty && !value.empty())
-    problem = Problem::kMalformed;
+  if (problem == Problem::kEmpty && !value.empty()) {
+    problem = Problem::kMalformed;  // e.g. the missing digits of "G"
+  }
   // For COLDHEAP_LOG itself, a bad value leaves the default level in place.
   if (problem == Problem::kNone || config.log_level == LogLevel::kOff) return;
   constexpr string_view kProblems[] = {"", "is empty", "is not ",
                                        "is out of range", "is too long"};
+  static_assert(std::size(kProblems) ==
+                1 + static_cast<size_t>(Problem::kTooLong));
   LineWriter line;
   line.Append(variable.name).Append("='");
   line.AppendEscaped(raw, kMaxQuotedValue).Append("' ");
