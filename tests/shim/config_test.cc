@@ -1020,6 +1020,9 @@ TEST(ConfigAllocation, ParsingAndLoggingAllocateNothing) {
                                    "COLDHEAP_WRITEBACK_FILE=/tmp/wb",
                                    "COLDHEAP_DENSE=zstd:x",
                                    "COLDHEAP_DENSE_AGE=auto",
+                                   // absl::ParseDuration's success path
+                                   "COLDHEAP_SCAN_INTERVAL=1.5h",
+                                   "COLDHEAP_EVICT_ALL_AT=1h30m15s",
                                    nullptr};
   SetLogLevel(LogLevel::kDebug);
   StderrCapture capture;
