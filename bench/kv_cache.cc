@@ -33,8 +33,18 @@
 #include <unordered_map>
 #include <vector>
 
+#include "absl/flags/flag.h"
 #include "bench/record_gen.h"
 #include "bench/workload_util.h"
+
+ABSL_FLAG(uint64_t, size_mb, 512, "MiB of record JSON to load");
+ABSL_FLAG(uint64_t, seed, 1, "seed of the records and the request mix");
+ABSL_FLAG(uint64_t, settle_s, 30, "seconds of requests before measuring");
+ABSL_FLAG(uint64_t, measure_s, 60, "seconds of measured requests");
+ABSL_FLAG(double, zipf_theta, 0.99, "Zipf exponent of key popularity, (0, 1)");
+ABSL_FLAG(uint64_t, set_percent, 5, "percent of requests that replace a record");
+ABSL_FLAG(uint64_t, touch_on_get, 1, "0: a GET does not write the record");
+ABSL_FLAG(uint64_t, hot_percent, 100, "percent of the keys ever requested");
 
 namespace coldheap::bench {
 namespace {
@@ -122,17 +132,17 @@ class Cache {
 };
 
 int Main(int argc, char** argv) {
-  Flags flags(argc, argv);
-  uint64_t size_mb = flags.Uint("size_mb", 512);
-  uint64_t seed = flags.Uint("seed", 1);
-  uint64_t settle_s = flags.Uint("settle_s", 30);
-  uint64_t measure_s = flags.Uint("measure_s", 60);
-  double theta = flags.Double("zipf_theta", 0.99);
-  uint64_t set_percent = flags.Uint("set_percent", 5);
-  bool touch = flags.Uint("touch_on_get", 1) != 0;
-  uint64_t hot_percent = flags.Uint("hot_percent", 100);
-  flags.Check();
-  if (size_mb == 0 || theta <= 0 || theta >= 1 || set_percent > 100 ||
+  ParseFlags(argc, argv, "the footprint runner's key-value cache");
+  uint64_t size_mb = absl::GetFlag(FLAGS_size_mb);
+  uint64_t seed = absl::GetFlag(FLAGS_seed);
+  uint64_t settle_s = absl::GetFlag(FLAGS_settle_s);
+  uint64_t measure_s = absl::GetFlag(FLAGS_measure_s);
+  double theta = absl::GetFlag(FLAGS_zipf_theta);
+  uint64_t set_percent = absl::GetFlag(FLAGS_set_percent);
+  bool touch = absl::GetFlag(FLAGS_touch_on_get) != 0;
+  uint64_t hot_percent = absl::GetFlag(FLAGS_hot_percent);
+  // !(0 < theta < 1) also rejects a NaN, which absl's double flag accepts.
+  if (size_mb == 0 || !(theta > 0 && theta < 1) || set_percent > 100 ||
       hot_percent == 0 || hot_percent > 100) {
     fprintf(stderr, "kv_cache: need --size_mb > 0, 0 < --zipf_theta < 1, "
                     "--set_percent <= 100, 0 < --hot_percent <= 100\n");

@@ -46,8 +46,21 @@
 #include <string>
 #include <vector>
 
+#include "absl/flags/flag.h"
 #include "bench/record_gen.h"
 #include "bench/workload_util.h"
+
+ABSL_FLAG(std::string, proto, "redis", "redis or memcache");
+ABSL_FLAG(uint64_t, port, 6379, "TCP port of the server on 127.0.0.1");
+ABSL_FLAG(uint64_t, size_mb, 1024, "MiB of record JSON to load");
+ABSL_FLAG(uint64_t, seed, 1, "seed of the records and the request mix");
+ABSL_FLAG(uint64_t, hot_percent, 10, "percent of the keys ever requested");
+ABSL_FLAG(uint64_t, set_percent, 0, "percent of requests that are SETs");
+ABSL_FLAG(uint64_t, settle_s, 30, "seconds of requests before measuring");
+ABSL_FLAG(uint64_t, measure_s, 60, "seconds of measured requests");
+ABSL_FLAG(uint64_t, conns, 8, "connections, 1..1024");
+ABSL_FLAG(uint64_t, pipeline, 64, "requests in flight per connection");
+ABSL_FLAG(uint64_t, timeout_s, 30, "seconds without a reply before failing");
 
 namespace coldheap::bench {
 namespace {
@@ -393,19 +406,18 @@ class Runner {
 };
 
 int Main(int argc, char** argv) {
-  Flags flags(argc, argv);
-  std::string proto_name = flags.String("proto", "redis");
-  uint64_t port = flags.Uint("port", 6379);
-  uint64_t size_mb = flags.Uint("size_mb", 1024);
-  uint64_t seed = flags.Uint("seed", 1);
-  uint64_t hot_percent = flags.Uint("hot_percent", 10);
-  uint64_t set_percent = flags.Uint("set_percent", 0);
-  uint64_t settle_s = flags.Uint("settle_s", 30);
-  uint64_t measure_s = flags.Uint("measure_s", 60);
-  uint64_t conns = flags.Uint("conns", 8);
-  uint64_t pipeline = flags.Uint("pipeline", 64);
-  uint64_t timeout_s = flags.Uint("timeout_s", 30);
-  flags.Check();
+  ParseFlags(argc, argv, "load generator for redis and memcached");
+  std::string proto_name = absl::GetFlag(FLAGS_proto);
+  uint64_t port = absl::GetFlag(FLAGS_port);
+  uint64_t size_mb = absl::GetFlag(FLAGS_size_mb);
+  uint64_t seed = absl::GetFlag(FLAGS_seed);
+  uint64_t hot_percent = absl::GetFlag(FLAGS_hot_percent);
+  uint64_t set_percent = absl::GetFlag(FLAGS_set_percent);
+  uint64_t settle_s = absl::GetFlag(FLAGS_settle_s);
+  uint64_t measure_s = absl::GetFlag(FLAGS_measure_s);
+  uint64_t conns = absl::GetFlag(FLAGS_conns);
+  uint64_t pipeline = absl::GetFlag(FLAGS_pipeline);
+  uint64_t timeout_s = absl::GetFlag(FLAGS_timeout_s);
   Proto proto;
   if (proto_name == "redis") {
     proto = Proto::kRedis;

@@ -9,15 +9,18 @@
 #include <string>
 #include <vector>
 
+#include "absl/flags/flag.h"
 #include "bench/record_gen.h"
 #include "bench/workload_util.h"
 
+ABSL_FLAG(uint64_t, records, 20000, "records to generate");
+ABSL_FLAG(uint64_t, seed, 1, "seed of the records");
+
 int main(int argc, char** argv) {
   using namespace coldheap::bench;
-  Flags flags(argc, argv);
-  uint64_t records = flags.Uint("records", 20000);
-  uint64_t seed = flags.Uint("seed", 1);
-  flags.Check();
+  ParseFlags(argc, argv, "record sizes and LZ4's ratio on pages of them");
+  uint64_t records = absl::GetFlag(FLAGS_records);
+  uint64_t seed = absl::GetFlag(FLAGS_seed);
   std::vector<size_t> sizes;
   std::string heap;
   for (uint64_t id = 0; id < records; ++id) {

@@ -36,8 +36,17 @@
 #include <string>
 #include <vector>
 
+#include "absl/flags/flag.h"
 #include "bench/record_gen.h"
 #include "bench/workload_util.h"
+
+ABSL_FLAG(uint64_t, size_mb, 512, "MiB of record JSON to load");
+ABSL_FLAG(uint64_t, seed, 1, "seed of the rows and the query mix");
+ABSL_FLAG(uint64_t, hot_percent, 10, "percent of the rows ever queried");
+ABSL_FLAG(uint64_t, range_percent, 10, "percent of queries that are ranges");
+ABSL_FLAG(uint64_t, update_percent, 5, "percent of queries that are updates");
+ABSL_FLAG(uint64_t, settle_s, 30, "seconds of queries before measuring");
+ABSL_FLAG(uint64_t, measure_s, 60, "seconds of measured queries");
 
 namespace coldheap::bench {
 namespace {
@@ -145,15 +154,14 @@ class Db {
 constexpr int64_t kTsStep = 10;  // ts grows ~10 per row, with jitter
 
 int Main(int argc, char** argv) {
-  Flags flags(argc, argv);
-  uint64_t size_mb = flags.Uint("size_mb", 512);
-  uint64_t seed = flags.Uint("seed", 1);
-  uint64_t hot_percent = flags.Uint("hot_percent", 10);
-  uint64_t range_percent = flags.Uint("range_percent", 10);
-  uint64_t update_percent = flags.Uint("update_percent", 5);
-  uint64_t settle_s = flags.Uint("settle_s", 30);
-  uint64_t measure_s = flags.Uint("measure_s", 60);
-  flags.Check();
+  ParseFlags(argc, argv, "an in-memory SQLite table under a query mix");
+  uint64_t size_mb = absl::GetFlag(FLAGS_size_mb);
+  uint64_t seed = absl::GetFlag(FLAGS_seed);
+  uint64_t hot_percent = absl::GetFlag(FLAGS_hot_percent);
+  uint64_t range_percent = absl::GetFlag(FLAGS_range_percent);
+  uint64_t update_percent = absl::GetFlag(FLAGS_update_percent);
+  uint64_t settle_s = absl::GetFlag(FLAGS_settle_s);
+  uint64_t measure_s = absl::GetFlag(FLAGS_measure_s);
   if (size_mb == 0 || hot_percent == 0 || hot_percent > 100 ||
       range_percent + update_percent > 100) {
     fprintf(stderr, "sqlite_workload: a flag is out of range\n");

@@ -2,79 +2,23 @@
 
 #include <time.h>
 
-#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <numeric>
+
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
 
 namespace coldheap::bench {
 
-Flags::Flags(int argc, char** argv) {
-  for (int i = 1; i < argc; ++i) {
-    const char* a = argv[i];
-    if (strncmp(a, "--", 2) != 0) {
-      fprintf(stderr, "%s: unexpected argument '%s' (flags are --name=value)\n",
-              argv[0], a);
-      exit(2);
-    }
-    const char* eq = strchr(a, '=');
-    if (eq == nullptr) {
-      values_[std::string(a + 2)] = "true";
-    } else {
-      values_[std::string(a + 2, eq)] = std::string(eq + 1);
-    }
-  }
-}
-
-const std::string* Flags::Find(const std::string& name) {
-  known_.push_back(name);
-  auto it = values_.find(name);
-  return it == values_.end() ? nullptr : &it->second;
-}
-
-uint64_t Flags::Uint(const std::string& name, uint64_t def) {
-  const std::string* v = Find(name);
-  if (v == nullptr) return def;
-  char* end = nullptr;
-  errno = 0;
-  unsigned long long x = strtoull(v->c_str(), &end, 10);
-  if (v->empty() || *end != '\0' || errno != 0 || (*v)[0] == '-') {
-    fprintf(stderr, "--%s=%s: expected a non-negative integer\n", name.c_str(),
-            v->c_str());
+void ParseFlags(int argc, char** argv, const char* usage) {
+  absl::SetProgramUsageMessage(usage);
+  std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
+  if (positional.size() > 1) {
+    fprintf(stderr, "%s: unexpected argument '%s' (flags are --name=value)\n",
+            argv[0], positional[1]);
     exit(2);
-  }
-  return x;
-}
-
-double Flags::Double(const std::string& name, double def) {
-  const std::string* v = Find(name);
-  if (v == nullptr) return def;
-  char* end = nullptr;
-  double x = strtod(v->c_str(), &end);
-  if (v->empty() || *end != '\0' || !std::isfinite(x)) {
-    fprintf(stderr, "--%s=%s: expected a number\n", name.c_str(), v->c_str());
-    exit(2);
-  }
-  return x;
-}
-
-std::string Flags::String(const std::string& name, const std::string& def) {
-  const std::string* v = Find(name);
-  return v == nullptr ? def : *v;
-}
-
-void Flags::Check() const {
-  for (const auto& [name, value] : values_) {
-    bool ok = false;
-    for (const std::string& k : known_) ok = ok || k == name;
-    if (!ok) {
-      fprintf(stderr, "unknown flag --%s (known:", name.c_str());
-      for (const std::string& k : known_) fprintf(stderr, " --%s", k.c_str());
-      fprintf(stderr, ")\n");
-      exit(2);
-    }
   }
 }
 
@@ -105,7 +49,8 @@ uint64_t Rng::Next() {
 }
 
 uint64_t Rng::Below(uint64_t n) {
-  return static_cast<uint64_t>((static_cast<unsigned __int128>(Next()) * n) >> 64);
+  return static_cast<uint64_t>((static_cast<unsigned __int128>(Next()) * n) >>
+                               64);
 }
 
 double Rng::Unit() { return (Next() >> 11) * 0x1.0p-53; }
@@ -113,7 +58,8 @@ double Rng::Unit() { return (Next() >> 11) * 0x1.0p-53; }
 Zipf::Zipf(uint64_t n, double theta) : n_(n), theta_(theta) {
   double zeta2 = 1.0 + std::pow(0.5, theta);
   zetan_ = 0;
-  for (uint64_t i = 1; i <= n; ++i) zetan_ += std::pow(static_cast<double>(i), -theta);
+  for (uint64_t i = 1; i <= n; ++i)
+    zetan_ += std::pow(static_cast<double>(i), -theta);
   alpha_ = 1.0 / (1.0 - theta);
   eta_ = (1.0 - std::pow(2.0 / static_cast<double>(n), 1.0 - theta)) /
          (1.0 - zeta2 / zetan_);
@@ -175,7 +121,8 @@ void LatencyHistogram::Merge(const LatencyHistogram& o) {
 
 double LatencyHistogram::QuantileUs(double q) const {
   if (count_ == 0) return 0;
-  uint64_t rank = static_cast<uint64_t>(std::ceil(q * static_cast<double>(count_)));
+  uint64_t rank =
+      static_cast<uint64_t>(std::ceil(q * static_cast<double>(count_)));
   if (rank == 0) rank = 1;
   uint64_t seen = 0;
   for (size_t b = 0; b < buckets_.size(); ++b) {
@@ -219,11 +166,13 @@ void PrintResult(uint64_t ops, double seconds, const LatencyHistogram& h,
   fflush(stdout);
 }
 
-Ticker::Ticker(uint64_t start) : start_ns(start), next_ns(start + 1'000'000'000ull) {}
+Ticker::Ticker(uint64_t start)
+    : start_ns(start), next_ns(start + 1'000'000'000ull) {}
 
 void Ticker::Maybe(uint64_t now_ns, uint64_t ops_total) {
   if (now_ns < next_ns) return;
-  PrintTick(static_cast<double>(now_ns - start_ns) / 1e9, ops_total - ops_at_last);
+  PrintTick(static_cast<double>(now_ns - start_ns) / 1e9,
+            ops_total - ops_at_last);
   ops_at_last = ops_total;
   while (next_ns <= now_ns) next_ns += 1'000'000'000ull;
 }

@@ -14,28 +14,17 @@
 #define COLDHEAP_BENCH_WORKLOAD_UTIL_H_
 
 #include <cstdint>
-#include <map>
 #include <string>
 #include <vector>
 
 namespace coldheap::bench {
 
-// --name=value flags. Unknown flags and bad values are fatal (exit 2) with a
-// message, so a typo never runs a different experiment than asked.
-class Flags {
- public:
-  Flags(int argc, char** argv);
-  // Each getter declares the flag; Check() then rejects undeclared ones.
-  uint64_t Uint(const std::string& name, uint64_t def);
-  double Double(const std::string& name, double def);
-  std::string String(const std::string& name, const std::string& def);
-  void Check() const;
-
- private:
-  const std::string* Find(const std::string& name);
-  std::map<std::string, std::string> values_;
-  std::vector<std::string> known_;
-};
+// Parses the flags each workload declares with ABSL_FLAG (--name=value or
+// --name value) with absl::ParseCommandLine: an unknown flag or a bad value
+// exits with a message (status 1, from Abseil), as does an argument that is
+// not a flag (status 2), so a typo never runs a different experiment than
+// asked. --help lists the flags with `usage`.
+void ParseFlags(int argc, char** argv, const char* usage);
 
 // xoshiro256** seeded through splitmix64: fast, good, reproducible.
 class Rng {
@@ -124,15 +113,16 @@ struct Ticker {
 // up, times every operation of the measure phase, prints the PHASE and TICK
 // lines, and at the end RESULT with extra() appended (see PrintResult).
 template <typename Op, typename Extra>
-void RunPhases(uint64_t start_ns, uint64_t settle_s, uint64_t measure_s, Op&& op,
-               Extra&& extra) {
+void RunPhases(uint64_t start_ns, uint64_t settle_s, uint64_t measure_s,
+               Op&& op, Extra&& extra) {
   LatencyHistogram hist;
   Ticker ticker(start_ns);
   uint64_t ops_total = 0;
   for (bool counted : {false, true}) {
     PrintPhase(counted ? "measure" : "settle");
     uint64_t phase_start = NowNs();
-    uint64_t end = phase_start + (counted ? measure_s : settle_s) * 1'000'000'000ull;
+    uint64_t end =
+        phase_start + (counted ? measure_s : settle_s) * 1'000'000'000ull;
     uint64_t now = phase_start, ops = 0;
     while (now < end) {
       uint64_t t0 = now;
@@ -145,7 +135,8 @@ void RunPhases(uint64_t start_ns, uint64_t settle_s, uint64_t measure_s, Op&& op
     }
     if (counted) {
       PrintPhase("done");
-      PrintResult(ops, static_cast<double>(now - phase_start) / 1e9, hist, extra());
+      PrintResult(ops, static_cast<double>(now - phase_start) / 1e9, hist,
+                  extra());
     }
   }
 }

@@ -1,619 +1,402 @@
-// The one COLDHEAP_* parser. It is longer than most files because nothing
-// ready-made may be used here (absl::SimpleAtoi and friends accept signs and
-// spaces we reject, and the strto* family depends on locale): in order, text
-// helpers, number parsers, their inverse formatters, the variable table with
-// one parse and one print case per setting, and the environment walk.
+// The COLDHEAP_* parser: one parse and one print function per value form,
+// templated on the Config field they read or write, a table naming them per
+// variable, and the walk over the environment.
+//
+// Nothing here allocates, because it runs before malloc is ready: values stay
+// string_views into the environment (or copies in fixed arrays), and every
+// Abseil call used takes string_views and does integer math only. That holds
+// for absl::ParseDuration too (absl/time/duration.cc: it walks the view with
+// pointers and sums int64-scaled Durations). config_test counts allocations.
 #include "shim/config.h"
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 
-#include "absl/strings/string_view.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/strip.h"
+#include "absl/time/time.h"
 
 namespace coldheap::shim {
 namespace {
 
 using absl::string_view;
 
-constexpr string_view kVariablePrefix = "COLDHEAP_";
-
-// At most this many bytes of a bad value are quoted back in a message.
-constexpr size_t kMaxQuotedValue = 64;
-
-// Why a value was rejected.
-enum class Problem : uint8_t {
-  kNone,
-  kEmpty,
-  kMalformed,   // "is not <what>"
-  kOutOfRange,  // well formed, but too small or too large (overflow included)
-  kTooLong,     // a path longer than kMaxPathLength
-};
-
-// ---------------------------------------------------------------------------
-// Text.
-
-char ToLower(char c) { return (c >= 'A' && c <= 'Z') ? c + ('a' - 'A') : c; }
-
-bool EqualsIgnoreCase(string_view a, string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (ToLower(a[i]) != ToLower(b[i])) return false;
-  }
-  return true;
-}
-
-bool IsSpace(char c) { return c == ' ' || c == '\t'; }
-
-string_view TrimSpaces(string_view text) {
-  while (!text.empty() && IsSpace(text.front())) text.remove_prefix(1);
-  while (!text.empty() && IsSpace(text.back())) text.remove_suffix(1);
-  return text;
-}
-
-bool IsDigit(char c) { return c >= '0' && c <= '9'; }
-
-// ---------------------------------------------------------------------------
-// Numbers. Each parser writes `out` only when it returns Problem::kNone.
-
-// Removes the leading decimal digits of `text` and returns their value in
-// `value`; `overflow` says it did not fit. False when there is no digit.
-bool TakeDigits(string_view& text, uint64_t& value, bool& overflow) {
-  if (text.empty() || !IsDigit(text.front())) return false;
-  value = 0;
-  overflow = false;
-  while (!text.empty() && IsDigit(text.front())) {
-    uint64_t digit = static_cast<uint64_t>(text.front() - '0');
-    if (__builtin_mul_overflow(value, uint64_t{10}, &value) ||
-        __builtin_add_overflow(value, digit, &value)) {
-      overflow = true;
-    }
-    text.remove_prefix(1);
-  }
-  return true;
-}
-
-// A whole integer, optionally followed by '%' when `percent_sign` allows it.
-Problem ParseInteger(string_view text, uint64_t min, uint64_t max,
-                     bool percent_sign, uint64_t& out) {
-  if (text.empty()) return Problem::kEmpty;
-  if (percent_sign && text.back() == '%') text.remove_suffix(1);
-  uint64_t value;
-  bool overflow;
-  if (!TakeDigits(text, value, overflow) || !text.empty()) {
-    return Problem::kMalformed;
-  }
-  if (overflow || value < min || value > max) return Problem::kOutOfRange;
-  out = value;
-  return Problem::kNone;
-}
-
-// An integer with ms, s or m; plain 0 needs no unit.
-Problem ParseDuration(string_view text, uint64_t min_ms, uint64_t max_ms,
-                      uint64_t& out_ms) {
-  if (text.empty()) return Problem::kEmpty;
-  uint64_t value;
-  bool overflow;
-  if (!TakeDigits(text, value, overflow)) return Problem::kMalformed;
-  uint64_t unit_ms;
-  if (EqualsIgnoreCase(text, "ms")) {
-    unit_ms = 1;
-  } else if (EqualsIgnoreCase(text, "s")) {
-    unit_ms = 1'000;
-  } else if (EqualsIgnoreCase(text, "m")) {
-    unit_ms = 60'000;
-  } else if (text.empty() && !overflow && value == 0) {
-    unit_ms = 1;
-  } else {
-    return Problem::kMalformed;
-  }
-  uint64_t ms;
-  if (overflow || __builtin_mul_overflow(value, unit_ms, &ms) || ms < min_ms ||
-      ms > max_ms) {
-    return Problem::kOutOfRange;
-  }
-  out_ms = ms;
-  return Problem::kNone;
-}
-
-// The shift of a size unit: "" or B, then K, M, G, T alone or with B or iB.
-bool SizeUnitShift(string_view unit, unsigned& shift) {
-  if (unit.empty() || EqualsIgnoreCase(unit, "b")) {
-    shift = 0;
-    return true;
-  }
-  switch (ToLower(unit.front())) {
-    case 'k':
-      shift = 10;
-      break;
-    case 'm':
-      shift = 20;
-      break;
-    case 'g':
-      shift = 30;
-      break;
-    case 't':
-      shift = 40;
-      break;
-    default:
-      return false;
-  }
-  unit.remove_prefix(1);
-  return unit.empty() || EqualsIgnoreCase(unit, "b") ||
-         EqualsIgnoreCase(unit, "ib");
-}
-
-Problem ParseSize(string_view text, uint64_t min, uint64_t max, uint64_t& out) {
-  if (text.empty()) return Problem::kEmpty;
-  uint64_t value;
-  bool overflow;
-  unsigned shift;
-  if (!TakeDigits(text, value, overflow) || !SizeUnitShift(text, shift)) {
-    return Problem::kMalformed;
-  }
-  if (overflow || (shift != 0 && value > (UINT64_MAX >> shift))) {
-    return Problem::kOutOfRange;
-  }
-  uint64_t bytes = value << shift;
-  if (bytes < min || bytes > max) return Problem::kOutOfRange;
-  out = bytes;
-  return Problem::kNone;
-}
-
+constexpr size_t kMaxQuotedValue = 64;  // bytes of a bad value quoted back
 constexpr uint64_t kPpmPerPercent = 10'000;
-constexpr unsigned kMaxPercentDecimals = 4;  // 0.0001% = 1 ppm
+constexpr size_t kMaxDecimals = 4;  // of a percentage: 0.0001% = 1 ppm
+constexpr string_view kDigits = "0123456789";
+constexpr string_view kPrometheus = "prometheus:";
 
-// A decimal percentage ("0.2", "0.2%", "2") in parts per million. Decimals
-// past the fourth must be zeros.
-Problem ParsePercentPpm(string_view text, uint64_t min_ppm, uint64_t max_ppm,
-                        uint32_t& out) {
+// Why a value was rejected; kMalformed prints "is not <what>".
+enum class Problem { kNone, kEmpty, kMalformed, kOutOfRange, kTooLong };
+
+// Keywords, in the order of their enum's values.
+constexpr string_view kSwitchNames[] = {"off",   "on",   "0",  "1",
+                                        "false", "true", "no", "yes"};
+constexpr string_view kZpoolNames[] = {"zsmalloc", "zbud"};
+constexpr string_view kCompressorNames[] = {"lz4", "zstd"};
+constexpr string_view kLogNames[] = {"off", "error", "info", "debug"};
+constexpr string_view kDenseNames[] = {"off", "zstd"};
+
+// Parsers write their field only when they return Problem::kNone.
+
+bool IsDigits(string_view text) {
+  return !text.empty() && text.find_first_not_of(kDigits) == text.npos;
+}
+
+// Digits only: absl::SimpleAtoi alone would also take signs and whitespace.
+Problem ParseNumber(string_view text, uint64_t min, uint64_t max,
+                    uint64_t& out) {
   if (text.empty()) return Problem::kEmpty;
-  if (text.back() == '%') text.remove_suffix(1);
-  uint64_t whole;
-  bool overflow;
-  if (!TakeDigits(text, whole, overflow)) return Problem::kMalformed;
-  uint64_t fraction = 0;  // in units of 10^-kMaxPercentDecimals percent
-  if (!text.empty() && text.front() == '.') {
-    text.remove_prefix(1);
-    if (text.empty() || !IsDigit(text.front())) return Problem::kMalformed;
-    for (unsigned i = 0; i < kMaxPercentDecimals; ++i) {
-      fraction *= 10;
-      if (!text.empty() && IsDigit(text.front())) {
-        fraction += static_cast<uint64_t>(text.front() - '0');
-        text.remove_prefix(1);
-      }
-    }
-    while (!text.empty() && text.front() == '0') text.remove_prefix(1);
-  }
-  if (!text.empty()) return Problem::kMalformed;
-  if (overflow || whole > max_ppm / kPpmPerPercent + 1) {
+  if (!IsDigits(text)) return Problem::kMalformed;
+  if (!absl::SimpleAtoi(text, &out) || out < min || out > max) {
     return Problem::kOutOfRange;
   }
-  uint64_t ppm = whole * kPpmPerPercent + fraction;
-  if (ppm < min_ppm || ppm > max_ppm) return Problem::kOutOfRange;
-  out = static_cast<uint32_t>(ppm);
   return Problem::kNone;
 }
 
-// Copies a path into `out`. Empty clears it.
-Problem ParsePath(string_view text, char (&out)[kMaxPathLength + 1]) {
-  if (text.size() > kMaxPathLength) return Problem::kTooLong;
-  if (!text.empty()) memcpy(out, text.data(), text.size());
-  out[text.size()] = '\0';
-  return Problem::kNone;
+// An integer, with an optional % after it if kPercent.
+template <auto kField, uint64_t kMin, uint64_t kMax, bool kPercent>
+Problem ParseInteger(string_view text, Config& c) {
+  uint64_t value = 0;
+  Problem problem = ParseNumber(kPercent ? absl::StripSuffix(text, "%") : text,
+                                kMin, kMax, value);
+  if (problem == Problem::kNone) c.*kField = static_cast<uint32_t>(value);
+  return problem;
 }
 
-// Finds `text` (any case) in `names`; writes its index to `index`.
-template <size_t N>
-Problem ParseKeyword(string_view text, const string_view (&names)[N],
-                     size_t& index) {
+// absl::ParseDuration's syntax, with units in any case, but no sign, no
+// precision past a millisecond, and at most kMaxDurationMs.
+template <auto kField, uint64_t kMinMs>
+Problem ParseDuration(string_view text, Config& c) {
+  char lower[kMaxQuotedValue];
+  absl::Duration d;
   if (text.empty()) return Problem::kEmpty;
-  for (size_t i = 0; i < N; ++i) {
-    if (EqualsIgnoreCase(text, names[i])) {
-      index = i;
+  if (text.size() > sizeof(lower) || text[0] == '+' || text[0] == '-') {
+    return Problem::kMalformed;
+  }
+  for (size_t i = 0; i < text.size(); ++i) {
+    lower[i] = absl::ascii_tolower(text[i]);
+  }
+  if (!absl::ParseDuration(string_view(lower, text.size()), &d)) {
+    return Problem::kMalformed;
+  }
+  if (d < absl::Milliseconds(kMinMs) ||
+      d > absl::Milliseconds(kMaxDurationMs)) {
+    return Problem::kOutOfRange;
+  }
+  if (d % absl::Milliseconds(1) != absl::ZeroDuration()) {
+    return Problem::kMalformed;
+  }
+  c.*kField = static_cast<uint64_t>(absl::ToInt64Milliseconds(d));
+  return Problem::kNone;
+}
+
+// The shift of a size unit: "", B, or K, M, G, T alone or with B or iB.
+bool SizeShift(string_view unit, unsigned& shift) {
+  constexpr string_view kPrefixes = "kmgt";
+  size_t prefix = unit.empty() ? kPrefixes.npos
+                               : kPrefixes.find(absl::ascii_tolower(unit[0]));
+  shift = prefix == kPrefixes.npos ? 0 : 10 * static_cast<unsigned>(prefix + 1);
+  if (shift != 0) unit.remove_prefix(1);
+  if (shift != 0 && absl::EqualsIgnoreCase(unit, "ib")) return true;
+  return unit.empty() || absl::EqualsIgnoreCase(unit, "b");
+}
+
+template <auto kField, uint64_t kMin, uint64_t kMax>
+Problem ParseSize(string_view text, Config& c) {
+  string_view digits = text.substr(0, text.find_first_not_of(kDigits));
+  unsigned shift = 0;
+  uint64_t value = 0;
+  if (!SizeShift(text.substr(digits.size()), shift)) return Problem::kMalformed;
+  Problem problem = ParseNumber(digits, 0, UINT64_MAX >> shift, value);
+  if (problem != Problem::kNone) return problem;
+  if ((value << shift) < kMin || (value << shift) > kMax) {
+    return Problem::kOutOfRange;
+  }
+  c.*kField = value << shift;
+  return Problem::kNone;
+}
+
+// A decimal percentage ("0.2", "0.2%", "2") in ppm.
+template <auto kField, uint64_t kMinPpm, uint64_t kMaxPpm>
+Problem ParsePpm(string_view text, Config& c) {
+  if (text.empty()) return Problem::kEmpty;
+  absl::ConsumeSuffix(&text, "%");
+  string_view whole = text.substr(0, text.find('.'));
+  string_view decimals =
+      whole.size() < text.size() ? text.substr(whole.size() + 1) : "0";
+  uint64_t ppm = 0;
+  if (whole.empty() || !IsDigits(decimals) ||
+      decimals.find_first_not_of('0', kMaxDecimals) != decimals.npos) {
+    return Problem::kMalformed;
+  }
+  Problem problem = ParseNumber(whole, 0, kMaxPpm / kPpmPerPercent, ppm);
+  if (problem != Problem::kNone) return problem;
+  for (size_t i = 0; i < kMaxDecimals; ++i) {
+    ppm = ppm * 10 + (i < decimals.size() ? decimals[i] - '0' : 0);
+  }
+  if (ppm < kMinPpm || ppm > kMaxPpm) return Problem::kOutOfRange;
+  c.*kField = static_cast<uint32_t>(ppm);
+  return Problem::kNone;
+}
+
+template <auto kField>
+Problem ParsePath(string_view text, Config& c) {
+  if (text.size() > kMaxPathLength) return Problem::kTooLong;
+  memcpy(c.*kField, text.data(), text.size());
+  (c.*kField)[text.size()] = '\0';
+  return Problem::kNone;
+}
+
+// One of kNames, in any case. The field is its index modulo kValues, so that
+// several spellings can share a value.
+template <auto kField, auto& kNames, size_t kValues = std::size(kNames)>
+Problem ParseKeyword(string_view text, Config& c) {
+  if (text.empty()) return Problem::kEmpty;
+  for (size_t i = 0; i < std::size(kNames); ++i) {
+    if (absl::EqualsIgnoreCase(text, kNames[i])) {
+      c.*kField = static_cast<std::remove_reference_t<decltype(c.*kField)>>(
+          i % kValues);
       return Problem::kNone;
     }
   }
   return Problem::kMalformed;
 }
 
-// ---------------------------------------------------------------------------
-// Formatting, the inverse of the parsers: defaults in messages and LogConfig.
-
-void AppendDuration(LineWriter& line, uint64_t ms) {
-  if (ms == 0) {
-    line.Append("0");
-  } else if (ms % 60'000 == 0) {
-    line.AppendUint(ms / 60'000).Append("m");
-  } else if (ms % 1'000 == 0) {
-    line.AppendUint(ms / 1'000).Append("s");
-  } else {
-    line.AppendUint(ms).Append("ms");
-  }
+// The target is a size or, with %, a percentage of the heap.
+Problem ParseTarget(string_view text, Config& c) {
+  bool percent = absl::EndsWith(text, "%");
+  Problem problem =
+      percent
+          ? ParseInteger<&Config::target_heap_percent, 1, 100, true>(text, c)
+          : ParseSize<&Config::target_bytes, 1, UINT64_MAX>(text, c);
+  if (problem != Problem::kNone) return problem;
+  c.target_kind = percent ? TargetKind::kHeapPercent : TargetKind::kBytes;
+  return problem;
 }
 
-void AppendSize(LineWriter& line, uint64_t bytes) {
-  static constexpr char kUnits[] = "TGMK";
-  for (unsigned i = 0; i < 4; ++i) {
-    unsigned shift = 40 - 10 * i;
-    if (bytes != 0 && bytes % (uint64_t{1} << shift) == 0) {
-      line.AppendUint(bytes >> shift).Append(string_view(&kUnits[i], 1));
+// "", stderr, PATH or prometheus:PATH (a directory if it ends with '/').
+// prometheus:stderr is refused: a file so named is ./stderr.
+Problem ParseStats(string_view text, Config& c) {
+  bool prometheus = absl::ConsumePrefix(&text, kPrometheus);
+  if (prometheus && (text.empty() || text == "stderr")) {
+    return Problem::kMalformed;
+  }
+  bool to_stderr = !prometheus && text == "stderr";
+  Problem problem = ParsePath<&Config::stats_path>(to_stderr ? "" : text, c);
+  if (problem != Problem::kNone) return problem;
+  c.stats = to_stderr      ? StatsDestination::kStderr
+            : text.empty() ? StatsDestination::kNone
+                           : StatsDestination::kFile;
+  c.stats_format = prometheus ? StatsFormat::kPrometheus : StatsFormat::kText;
+  c.stats_path_is_dir = prometheus && text.back() == '/';
+  return Problem::kNone;
+}
+
+// off, zstd (at the default level) or zstd:LEVEL.
+Problem ParseDense(string_view text, Config& c) {
+  if (!absl::StartsWithIgnoreCase(text, "zstd:")) {
+    return ParseKeyword<&Config::dense, kDenseNames>(text, c);
+  }
+  Problem problem =
+      ParseInteger<&Config::dense_level, kMinDenseLevel, kMaxDenseLevel, false>(
+          text.substr(5), c);
+  if (problem == Problem::kNone) c.dense = DenseKind::kZstd;
+  return problem;
+}
+
+// auto, or a duration.
+Problem ParseDenseAge(string_view text, Config& c) {
+  bool is_auto = absl::EqualsIgnoreCase(text, "auto");
+  Problem problem = is_auto ? Problem::kNone
+                            : ParseDuration<&Config::dense_age_ms, 0>(text, c);
+  if (problem == Problem::kNone) c.dense_age_auto = is_auto;
+  return problem;
+}
+
+// Printers, the inverse of the parsers: for LogConfig and for the defaults
+// quoted in messages.
+
+template <auto kField>
+void PrintUint(LineWriter& line, const Config& c) {
+  line.AppendUint(c.*kField);
+}
+
+// A number and the largest unit that divides it exactly.
+void PrintScaled(
+    LineWriter& line, uint64_t value,
+    std::initializer_list<std::pair<uint64_t, string_view>> units) {
+  for (const auto& [scale, unit] : units) {
+    if (value != 0 && value % scale == 0) {
+      line.AppendUint(value / scale).Append(unit);
       return;
     }
   }
-  line.AppendUint(bytes);
+  line.AppendUint(value);
 }
 
-void AppendPpmAsPercent(LineWriter& line, uint64_t ppm) {
-  line.AppendUint(ppm / kPpmPerPercent);
-  uint64_t fraction = ppm % kPpmPerPercent;
-  if (fraction != 0) {
-    char digits[kMaxPercentDecimals];
-    size_t n = kMaxPercentDecimals;
-    for (size_t i = n; i > 0; --i) {
-      digits[i - 1] = static_cast<char>('0' + fraction % 10);
-      fraction /= 10;
-    }
-    while (digits[n - 1] == '0') --n;
-    line.Append(".").Append(string_view(digits, n));
+template <auto kField>
+void PrintDuration(LineWriter& line, const Config& c) {
+  PrintScaled(line, c.*kField,
+              {{3'600'000, "h"}, {60'000, "m"}, {1'000, "s"}, {1, "ms"}});
+}
+
+template <auto kField>
+void PrintSize(LineWriter& line, const Config& c) {
+  PrintScaled(line, c.*kField,
+              {{uint64_t{1} << 40, "T"},
+               {1 << 30, "G"},
+               {1 << 20, "M"},
+               {1 << 10, "K"}});
+}
+
+template <auto kField>
+void PrintPpm(LineWriter& line, const Config& c) {
+  char decimals[kMaxDecimals + 1] = {'.'};
+  size_t n = 0;
+  for (uint64_t rest = c.*kField % kPpmPerPercent, scale = kPpmPerPercent / 10;
+       rest != 0; rest %= scale, scale /= 10) {
+    decimals[++n] = static_cast<char>('0' + rest / scale);
   }
-  line.Append("%");
+  line.AppendUint(c.*kField / kPpmPerPercent);
+  line.Append(string_view(decimals, n == 0 ? 0 : n + 1)).Append("%");
 }
 
-void AppendPath(LineWriter& line, const char* path) {
-  if (path[0] == '\0') {
-    line.Append("none");
+template <auto kField>
+void PrintPath(LineWriter& line, const Config& c) {
+  const char* path = c.*kField;
+  if (path[0] == '\0') path = "none";
+  line.AppendEscaped(path, kMaxPathLength);
+}
+
+template <auto kField, auto& kNames>
+void PrintKeyword(LineWriter& line, const Config& c) {
+  line.Append(kNames[static_cast<size_t>(c.*kField)]);
+}
+
+void PrintTarget(LineWriter& line, const Config& c) {
+  if (c.target_kind == TargetKind::kNone) line.Append("none");
+  if (c.target_kind == TargetKind::kBytes) {
+    PrintSize<&Config::target_bytes>(line, c);
+  }
+  if (c.target_kind == TargetKind::kHeapPercent) {
+    line.AppendUint(c.target_heap_percent).Append("%");
+  }
+}
+
+void PrintStats(LineWriter& line, const Config& c) {
+  if (c.stats_format == StatsFormat::kPrometheus) line.Append(kPrometheus);
+  if (c.stats == StatsDestination::kStderr) {
+    line.Append("stderr");
   } else {
-    line.AppendEscaped(path, kMaxPathLength);
+    PrintPath<&Config::stats_path>(line, c);
   }
 }
 
-// ---------------------------------------------------------------------------
+void PrintDense(LineWriter& line, const Config& c) {
+  PrintKeyword<&Config::dense, kDenseNames>(line, c);
+  if (c.dense == DenseKind::kZstd) line.Append(":").AppendUint(c.dense_level);
+}
+
+void PrintDenseAge(LineWriter& line, const Config& c) {
+  if (c.dense_age_auto) line.Append("auto");
+  if (!c.dense_age_auto) PrintDuration<&Config::dense_age_ms>(line, c);
+}
+
 // The variables.
 
-enum class Setting : uint8_t {
-  kEnable,
-  kColdAge,
-  kScanInterval,
-  kTarget,
-  kMaxPoolPercent,
-  kAcceptThresholdPercent,
-  kZpool,
-  kCompressor,
-  kRegionSize,
-  kStats,
-  kLog,
-  kPromotionRate,
-  kCpuBudget,
-  kWritebackFile,
-  kFaultAround,
-  kEvictAllAt,
-  kDense,
-  kDenseAge,
-};
-
 struct Variable {
-  Setting setting;
   string_view name;
   string_view what;      // "<name>='x' is not <what>"
   string_view accepted;  // "(accepted: <accepted>)"
-  bool verbatim;         // a path: spaces around it are kept
+  Problem (*parse)(string_view text, Config& c);
+  void (*print)(LineWriter& line, const Config& c);  // in a form parse takes
+  bool verbatim = false;  // a path: whitespace around it is kept
 };
 
 constexpr Variable kVariables[] = {
-    {Setting::kEnable, "COLDHEAP_ENABLE", "a switch",
-     "1, 0, true, false, yes, no, on or off", false},
-    {Setting::kColdAge, "COLDHEAP_COLD_AGE", "a duration",
-     "0 or a number with ms, s or m up to 1440m, e.g. 500ms, 30s, 2m", false},
-    {Setting::kScanInterval, "COLDHEAP_SCAN_INTERVAL", "a duration",
-     "a number with ms, s or m from 1ms to 1440m, e.g. 500ms, 1s, 2m", false},
-    {Setting::kTarget, "COLDHEAP_TARGET", "a size or a percentage",
+    {"COLDHEAP_ENABLE", "a switch", "1, 0, true, false, yes, no, on or off",
+     ParseKeyword<&Config::enable, kSwitchNames, 2>,
+     PrintKeyword<&Config::enable, kSwitchNames>},
+    {"COLDHEAP_COLD_AGE", "a duration",
+     "0 or a duration up to 24h, e.g. 500ms, 30s, 1h30m",
+     ParseDuration<&Config::cold_age_ms, 0>,
+     PrintDuration<&Config::cold_age_ms>},
+    {"COLDHEAP_SCAN_INTERVAL", "a duration",
+     "a duration from 1ms to 24h, e.g. 500ms, 1s, 2m",
+     ParseDuration<&Config::scan_interval_ms, 1>,
+     PrintDuration<&Config::scan_interval_ms>},
+    {"COLDHEAP_TARGET", "a size or a percentage",
      "a size with an optional K, M, G or T, e.g. 512M, 4G, or a percentage "
      "of the heap from 1% to 100%, e.g. 60%",
-     false},
-    {Setting::kMaxPoolPercent, "COLDHEAP_MAX_POOL_PERCENT", "an integer",
-     "an integer from 1 to 100", false},
-    {Setting::kAcceptThresholdPercent, "COLDHEAP_ACCEPT_THRESHOLD_PERCENT",
-     "an integer", "an integer from 0 to 100", false},
-    {Setting::kZpool, "COLDHEAP_ZPOOL", "a pool type", "zsmalloc or zbud",
-     false},
-    {Setting::kCompressor, "COLDHEAP_COMPRESSOR", "a compressor", "lz4 or zstd",
-     false},
-    {Setting::kRegionSize, "COLDHEAP_REGION_SIZE", "a size",
-     "a size with an optional K, M, G or T from 64M to 64T, e.g. 64G", false},
-    {Setting::kStats, "COLDHEAP_STATS", "a stats destination",
+     ParseTarget, PrintTarget},
+    {"COLDHEAP_MAX_POOL_PERCENT", "an integer", "an integer from 1 to 100",
+     ParseInteger<&Config::max_pool_percent, 1, 100, true>,
+     PrintUint<&Config::max_pool_percent>},
+    {"COLDHEAP_ACCEPT_THRESHOLD_PERCENT", "an integer",
+     "an integer from 0 to 100",
+     ParseInteger<&Config::accept_threshold_percent, 0, 100, true>,
+     PrintUint<&Config::accept_threshold_percent>},
+    {"COLDHEAP_ZPOOL", "a pool type", "zsmalloc or zbud",
+     ParseKeyword<&Config::zpool, kZpoolNames>,
+     PrintKeyword<&Config::zpool, kZpoolNames>},
+    {"COLDHEAP_COMPRESSOR", "a compressor", "lz4 or zstd",
+     ParseKeyword<&Config::compressor, kCompressorNames>,
+     PrintKeyword<&Config::compressor, kCompressorNames>},
+    {"COLDHEAP_REGION_SIZE", "a size",
+     "a size with an optional K, M, G or T from 64M to 64T, e.g. 64G",
+     ParseSize<&Config::region_size, kMinRegionSize, kMaxRegionSize>,
+     PrintSize<&Config::region_size>},
+    {"COLDHEAP_STATS", "a stats destination",
      "empty, stderr, a file path, or prometheus: and a file path or a "
      "directory ending in /, paths of at most 255 bytes",
+     ParseStats, PrintStats, true},
+    {"COLDHEAP_LOG", "a log level", "off, error, info or debug",
+     ParseKeyword<&Config::log_level, kLogNames>,
+     PrintKeyword<&Config::log_level, kLogNames>},
+    {"COLDHEAP_PROMOTION_RATE", "a percentage",
+     "a percentage per minute from 0 to 100 with at most 4 decimals, e.g. "
+     "0.2 or 0.2%",
+     ParsePpm<&Config::promotion_rate_ppm_per_minute, 0, 100 * kPpmPerPercent>,
+     PrintPpm<&Config::promotion_rate_ppm_per_minute>},
+    {"COLDHEAP_CPU_BUDGET", "a percentage",
+     "a percentage of one core from 0.1 to 100 with at most 4 decimals, e.g. "
+     "2 or 0.5%",
+     ParsePpm<&Config::cpu_budget_ppm, kPpmPerPercent / 10,
+              100 * kPpmPerPercent>,
+     PrintPpm<&Config::cpu_budget_ppm>},
+    {"COLDHEAP_WRITEBACK_FILE", "a path",
+     "empty or a file path of at most 255 bytes",
+     ParsePath<&Config::writeback_file>, PrintPath<&Config::writeback_file>,
      true},
-    {Setting::kLog, "COLDHEAP_LOG", "a log level", "off, error, info or debug",
-     false},
-    {Setting::kPromotionRate, "COLDHEAP_PROMOTION_RATE", "a percentage",
-     "a percentage per minute from 0 to 100 with at most 4 decimals, "
-     "e.g. 0.2 or 0.2%",
-     false},
-    {Setting::kCpuBudget, "COLDHEAP_CPU_BUDGET", "a percentage",
-     "a percentage of one core from 0.1 to 100 with at most 4 decimals, "
-     "e.g. 2 or 0.5%",
-     false},
-    {Setting::kWritebackFile, "COLDHEAP_WRITEBACK_FILE", "a path",
-     "empty or a file path of at most 255 bytes", true},
-    {Setting::kFaultAround, "COLDHEAP_FAULT_AROUND", "an integer",
-     "an integer from 0 to 64", false},
-    {Setting::kEvictAllAt, "COLDHEAP_EVICT_ALL_AT", "a duration",
-     "0 (off) or a number with ms, s or m up to 1440m, e.g. 30s", false},
-    {Setting::kDense, "COLDHEAP_DENSE", "a dense tier setting",
-     "off, zstd or zstd:LEVEL with LEVEL from 1 to 19, e.g. zstd:9", false},
-    {Setting::kDenseAge, "COLDHEAP_DENSE_AGE", "a duration",
-     "auto or a number with ms, s or m up to 1440m, e.g. 10m; 0 = at the "
-     "first scan",
-     false},
+    {"COLDHEAP_FAULT_AROUND", "an integer", "an integer from 0 to 64",
+     ParseInteger<&Config::fault_around_pages, 0, kMaxFaultAroundPages, false>,
+     PrintUint<&Config::fault_around_pages>},
+    {"COLDHEAP_EVICT_ALL_AT", "a duration",
+     "0 (off) or a duration up to 24h, e.g. 30s",
+     ParseDuration<&Config::evict_all_at_ms, 0>,
+     PrintDuration<&Config::evict_all_at_ms>},
+    {"COLDHEAP_DENSE", "a dense tier setting",
+     "off, zstd or zstd:LEVEL with LEVEL from 1 to 19, e.g. zstd:9", ParseDense,
+     PrintDense},
+    {"COLDHEAP_DENSE_AGE", "a duration",
+     "auto or a duration up to 24h, e.g. 10m; 0 = at the first scan",
+     ParseDenseAge, PrintDenseAge},
 };
 
-constexpr string_view kSwitchNames[] = {"1", "true",  "yes", "on",
-                                        "0", "false", "no",  "off"};
-constexpr string_view kZpoolNames[] = {"zsmalloc", "zbud"};
-constexpr string_view kCompressorNames[] = {"lz4", "zstd"};
-constexpr string_view kLogNames[] = {"off", "error", "info", "debug"};
-
-constexpr string_view kPrometheusPrefix = "prometheus:";
-
-// COLDHEAP_STATS: "", stderr, PATH or prometheus:PATH (a directory if it
-// ends with '/'). Like a path, the value is taken exactly as given.
-Problem ParseStats(string_view text, Config& config) {
-  if (text == "stderr") {
-    config.stats = StatsDestination::kStderr;
-    config.stats_path[0] = '\0';
-    return Problem::kNone;
-  }
-  StatsFormat format = StatsFormat::kText;
-  if (text.substr(0, kPrometheusPrefix.size()) == kPrometheusPrefix) {
-    text.remove_prefix(kPrometheusPrefix.size());
-    // prometheus:stderr is not offered; a file so named is ./stderr.
-    if (text.empty() || text == "stderr") return Problem::kMalformed;
-    format = StatsFormat::kPrometheus;
-  }
-  Problem problem = ParsePath(text, config.stats_path);
-  if (problem != Problem::kNone) return problem;
-  config.stats =
-      text.empty() ? StatsDestination::kNone : StatsDestination::kFile;
-  config.stats_format = format;
-  config.stats_path_is_dir =
-      format == StatsFormat::kPrometheus && text.back() == '/';
-  return Problem::kNone;
-}
-
-// COLDHEAP_DENSE: off, zstd or zstd:LEVEL.
-Problem ParseDense(string_view text, Config& config) {
-  if (text.empty()) return Problem::kEmpty;
-  if (EqualsIgnoreCase(text, "off")) {
-    config.dense = DenseKind::kOff;
-    return Problem::kNone;
-  }
-  constexpr string_view kZstd = "zstd";
-  if (text.size() < kZstd.size() ||
-      !EqualsIgnoreCase(text.substr(0, kZstd.size()), kZstd)) {
-    return Problem::kMalformed;
-  }
-  text.remove_prefix(kZstd.size());
-  uint64_t level = kDefaultConfig.dense_level;
-  if (!text.empty()) {
-    if (text.front() != ':') return Problem::kMalformed;
-    text.remove_prefix(1);
-    Problem problem =
-        ParseInteger(text, kMinDenseLevel, kMaxDenseLevel, false, level);
-    if (problem == Problem::kEmpty) return Problem::kMalformed;
-    if (problem != Problem::kNone) return problem;
-  }
-  config.dense = DenseKind::kZstd;
-  config.dense_level = static_cast<uint32_t>(level);
-  return Problem::kNone;
-}
-
-// Parses `text` into the field of `setting`. Leaves `config` unchanged unless
-// it returns Problem::kNone.
-Problem ParseSetting(Setting setting, string_view text, Config& config) {
-  Problem problem = Problem::kNone;
-  uint64_t number = 0;
-  size_t index = 0;
-  switch (setting) {
-    case Setting::kEnable:
-      problem = ParseKeyword(text, kSwitchNames, index);
-      if (problem == Problem::kNone) config.enable = index < 4;
-      return problem;
-    case Setting::kColdAge:
-      return ParseDuration(text, 0, kMaxDurationMs, config.cold_age_ms);
-    case Setting::kScanInterval:
-      return ParseDuration(text, 1, kMaxDurationMs, config.scan_interval_ms);
-    case Setting::kTarget:
-      if (!text.empty() && text.back() == '%') {
-        problem = ParseInteger(text, 1, 100, true, number);
-        if (problem != Problem::kNone) return problem;
-        config.target_kind = TargetKind::kHeapPercent;
-        config.target_heap_percent = static_cast<uint32_t>(number);
-        return problem;
-      }
-      problem = ParseSize(text, 1, UINT64_MAX, number);
-      if (problem != Problem::kNone) return problem;
-      config.target_kind = TargetKind::kBytes;
-      config.target_bytes = number;
-      return problem;
-    case Setting::kMaxPoolPercent:
-      problem = ParseInteger(text, 1, 100, true, number);
-      if (problem == Problem::kNone) {
-        config.max_pool_percent = static_cast<uint32_t>(number);
-      }
-      return problem;
-    case Setting::kAcceptThresholdPercent:
-      problem = ParseInteger(text, 0, 100, true, number);
-      if (problem == Problem::kNone) {
-        config.accept_threshold_percent = static_cast<uint32_t>(number);
-      }
-      return problem;
-    case Setting::kZpool:
-      problem = ParseKeyword(text, kZpoolNames, index);
-      if (problem == Problem::kNone) {
-        config.zpool = static_cast<ZpoolKind>(index);
-      }
-      return problem;
-    case Setting::kCompressor:
-      problem = ParseKeyword(text, kCompressorNames, index);
-      if (problem == Problem::kNone) {
-        config.compressor = static_cast<CompressorKind>(index);
-      }
-      return problem;
-    case Setting::kRegionSize:
-      problem = ParseSize(text, kMinRegionSize, kMaxRegionSize, number);
-      if (problem == Problem::kNone) {
-        // kMaxRegionSize is a multiple of the alignment: no overflow.
-        config.region_size =
-            (number + kRegionSizeAlignment - 1) & ~(kRegionSizeAlignment - 1);
-      }
-      return problem;
-    case Setting::kStats:
-      return ParseStats(text, config);
-    case Setting::kLog:
-      problem = ParseKeyword(text, kLogNames, index);
-      if (problem == Problem::kNone) {
-        config.log_level = static_cast<LogLevel>(index);
-      }
-      return problem;
-    case Setting::kPromotionRate:
-      return ParsePercentPpm(text, 0, 100 * kPpmPerPercent,
-                             config.promotion_rate_ppm_per_minute);
-    case Setting::kCpuBudget:
-      return ParsePercentPpm(text, kPpmPerPercent / 10, 100 * kPpmPerPercent,
-                             config.cpu_budget_ppm);
-    case Setting::kWritebackFile:
-      return ParsePath(text, config.writeback_file);
-    case Setting::kFaultAround:
-      problem = ParseInteger(text, 0, kMaxFaultAroundPages, false, number);
-      if (problem == Problem::kNone) {
-        config.fault_around_pages = static_cast<uint32_t>(number);
-      }
-      return problem;
-    case Setting::kEvictAllAt:
-      return ParseDuration(text, 0, kMaxDurationMs, config.evict_all_at_ms);
-    case Setting::kDense:
-      return ParseDense(text, config);
-    case Setting::kDenseAge:
-      if (EqualsIgnoreCase(text, "auto")) {
-        config.dense_age_auto = true;
-        config.dense_age_ms = 0;
-        return Problem::kNone;
-      }
-      problem = ParseDuration(text, 0, kMaxDurationMs, config.dense_age_ms);
-      if (problem == Problem::kNone) config.dense_age_auto = false;
-      return problem;
-  }
-  return Problem::kMalformed;
-}
-
-// Appends the value of `setting` in `config`, in a form its parser accepts
-// (paths excepted: they are escaped).
-void AppendSetting(LineWriter& line, Setting setting, const Config& config) {
-  switch (setting) {
-    case Setting::kEnable:
-      line.Append(config.enable ? "on" : "off");
-      return;
-    case Setting::kColdAge:
-      AppendDuration(line, config.cold_age_ms);
-      return;
-    case Setting::kScanInterval:
-      AppendDuration(line, config.scan_interval_ms);
-      return;
-    case Setting::kTarget:
-      switch (config.target_kind) {
-        case TargetKind::kNone:
-          line.Append("none");
-          return;
-        case TargetKind::kBytes:
-          AppendSize(line, config.target_bytes);
-          return;
-        case TargetKind::kHeapPercent:
-          line.AppendUint(config.target_heap_percent).Append("%");
-          return;
-      }
-      return;
-    case Setting::kMaxPoolPercent:
-      line.AppendUint(config.max_pool_percent);
-      return;
-    case Setting::kAcceptThresholdPercent:
-      line.AppendUint(config.accept_threshold_percent);
-      return;
-    case Setting::kZpool:
-      line.Append(kZpoolNames[static_cast<size_t>(config.zpool)]);
-      return;
-    case Setting::kCompressor:
-      line.Append(kCompressorNames[static_cast<size_t>(config.compressor)]);
-      return;
-    case Setting::kRegionSize:
-      AppendSize(line, config.region_size);
-      return;
-    case Setting::kStats:
-      if (config.stats == StatsDestination::kStderr) {
-        line.Append("stderr");
-      } else if (config.stats_format == StatsFormat::kPrometheus) {
-        line.Append(kPrometheusPrefix);
-        AppendPath(line, config.stats_path);
-      } else {
-        AppendPath(line, config.stats == StatsDestination::kFile
-                             ? config.stats_path
-                             : "");
-      }
-      return;
-    case Setting::kLog:
-      line.Append(LogLevelName(config.log_level));
-      return;
-    case Setting::kPromotionRate:
-      AppendPpmAsPercent(line, config.promotion_rate_ppm_per_minute);
-      return;
-    case Setting::kCpuBudget:
-      AppendPpmAsPercent(line, config.cpu_budget_ppm);
-      return;
-    case Setting::kWritebackFile:
-      AppendPath(line, config.writeback_file);
-      return;
-    case Setting::kFaultAround:
-      line.AppendUint(config.fault_around_pages);
-      return;
-    case Setting::kEvictAllAt:
-      AppendDuration(line, config.evict_all_at_ms);
-      return;
-    case Setting::kDense:
-      if (config.dense == DenseKind::kOff) {
-        line.Append("off");
-      } else {
-        line.Append("zstd:").AppendUint(config.dense_level);
-      }
-      return;
-    case Setting::kDenseAge:
-      if (config.dense_age_auto) {
-        line.Append("auto");
-      } else {
-        AppendDuration(line, config.dense_age_ms);
-      }
-      return;
-  }
-}
-
-// ---------------------------------------------------------------------------
 // The environment.
-
-// The name part of an environ entry: up to '=', or all of it.
-string_view EntryName(const char* entry) {
-  const char* equals = strchr(entry, '=');
-  return equals ? string_view(entry, static_cast<size_t>(equals - entry))
-                : string_view(entry);
-}
 
 // The value of the first "name=value" in `envp`, or nullptr.
 const char* Lookup(const char* const* envp, string_view name) {
-  if (envp == nullptr) return nullptr;
-  for (; *envp != nullptr; ++envp) {
-    const char* entry = *envp;
-    if (strncmp(entry, name.data(), name.size()) == 0 &&
-        entry[name.size()] == '=') {
-      return entry + name.size() + 1;
+  for (; envp != nullptr && *envp != nullptr; ++envp) {
+    if (strncmp(*envp, name.data(), name.size()) == 0 &&
+        (*envp)[name.size()] == '=') {
+      return *envp + name.size() + 1;
     }
   }
   return nullptr;
@@ -626,37 +409,31 @@ const Variable* FindVariable(string_view name) {
   return nullptr;
 }
 
-// Edit distance between `a` and `b` ignoring case, or kFar when either is
-// too long to compare in the fixed buffers.
-constexpr size_t kMaxCompared = 48;
-constexpr size_t kFar = ~size_t{0};
-
+// Edit distance between `a` and `b` ignoring case; names longer than the
+// fixed row are far from everything.
 size_t EditDistance(string_view a, string_view b) {
-  if (a.size() > kMaxCompared || b.size() > kMaxCompared) return kFar;
+  constexpr size_t kMaxCompared = 48;
+  if (a.size() > kMaxCompared || b.size() > kMaxCompared) return SIZE_MAX;
   size_t row[kMaxCompared + 1];
   for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
   for (size_t i = 1; i <= a.size(); ++i) {
     size_t diagonal = row[0];
     row[0] = i;
     for (size_t j = 1; j <= b.size(); ++j) {
-      size_t above = row[j];
-      size_t substitute =
-          diagonal + (ToLower(a[i - 1]) == ToLower(b[j - 1]) ? 0 : 1);
-      size_t best = substitute;
-      if (above + 1 < best) best = above + 1;
-      if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
-      row[j] = best;
-      diagonal = above;
+      size_t substitute = diagonal + (absl::ascii_tolower(a[i - 1]) !=
+                                      absl::ascii_tolower(b[j - 1]));
+      diagonal = row[j];
+      row[j] = std::min({substitute, row[j] + 1, row[j - 1] + 1});
     }
   }
   return row[b.size()];
 }
 
-// The known name closest to a typo, or nullptr when none is close.
-const Variable* ClosestVariable(string_view name) {
-  constexpr size_t kMaxSuggestedDistance = 2;
+// One line for an unknown COLDHEAP_* name, with the known name at most two
+// edits away, if any.
+void ReportUnknown(string_view name) {
   const Variable* closest = nullptr;
-  size_t closest_distance = kMaxSuggestedDistance + 1;
+  size_t closest_distance = 3;
   for (const Variable& variable : kVariables) {
     size_t distance = EditDistance(name, variable.name);
     if (distance < closest_distance) {
@@ -664,44 +441,10 @@ const Variable* ClosestVariable(string_view name) {
       closest_distance = distance;
     }
   }
-  return closest;
-}
-
-bool Reporting(const Config& config) {
-  return config.log_level != LogLevel::kOff;
-}
-
-void ReportBadValue(const Variable& variable, string_view value,
-                    Problem problem) {
-  LineWriter line;
-  line.Append(variable.name).Append("='");
-  line.AppendEscaped(value, kMaxQuotedValue).Append("' ");
-  switch (problem) {
-    case Problem::kEmpty:
-      line.Append("is empty");
-      break;
-    case Problem::kOutOfRange:
-      line.Append("is out of range");
-      break;
-    case Problem::kTooLong:
-      line.Append("is too long");
-      break;
-    case Problem::kNone:
-    case Problem::kMalformed:
-      line.Append("is not ").Append(variable.what);
-      break;
-  }
-  line.Append(" (accepted: ").Append(variable.accepted);
-  line.Append("); using the default ");
-  AppendSetting(line, variable.setting, kDefaultConfig);
-  line.Write();
-}
-
-void ReportUnknown(string_view name) {
   LineWriter line;
   line.AppendEscaped(name, kMaxQuotedValue);
   line.Append(" is not a known variable; ignored");
-  if (const Variable* closest = ClosestVariable(name)) {
+  if (closest != nullptr) {
     line.Append(" (did you mean ").Append(closest->name).Append("?)");
   }
   line.Write();
@@ -711,13 +454,26 @@ void ParseVariable(const Variable& variable, const char* const* envp,
                    Config& config) {
   const char* raw = Lookup(envp, variable.name);
   if (raw == nullptr) return;
-  string_view value =
-      variable.verbatim ? string_view(raw) : TrimSpaces(string_view(raw));
-  Problem problem = ParseSetting(variable.setting, value, config);
-  // For COLDHEAP_LOG itself, a bad value leaves the default level in place.
-  if (problem != Problem::kNone && Reporting(config)) {
-    ReportBadValue(variable, raw, problem);
+  string_view value = variable.verbatim ? raw : absl::StripAsciiWhitespace(raw);
+  Problem problem = variable.parse(value, config);
+  if (problem == Problem::kEmpty && !value.empty()) {
+    problem = Problem::kMalformed;  // e.g. the missing digits of "G"
   }
+  // For COLDHEAP_LOG itself, a bad value leaves the default level in place.
+  if (problem == Problem::kNone || config.log_level == LogLevel::kOff) return;
+  constexpr string_view kProblems[] = {"", "is empty", "is not ",
+                                       "is out of range", "is too long"};
+  static_assert(std::size(kProblems) ==
+                1 + static_cast<size_t>(Problem::kTooLong));
+  LineWriter line;
+  line.Append(variable.name).Append("='");
+  line.AppendEscaped(raw, kMaxQuotedValue).Append("' ");
+  line.Append(kProblems[static_cast<size_t>(problem)]);
+  if (problem == Problem::kMalformed) line.Append(variable.what);
+  line.Append(" (accepted: ").Append(variable.accepted);
+  line.Append("); using the default ");
+  variable.print(line, kDefaultConfig);
+  line.Write();
 }
 
 }  // namespace
@@ -730,13 +486,14 @@ Config ParseConfig(const char* const* envp) {
   for (const Variable& variable : kVariables) {
     if (&variable != log) ParseVariable(variable, envp, config);
   }
-  if (envp != nullptr && Reporting(config)) {
-    for (const char* const* entry = envp; *entry != nullptr; ++entry) {
-      string_view name = EntryName(*entry);
-      if (name.substr(0, kVariablePrefix.size()) == kVariablePrefix &&
-          FindVariable(name) == nullptr) {
-        ReportUnknown(name);
-      }
+  // kMaxRegionSize is a multiple of the alignment: no overflow.
+  config.region_size = (config.region_size + kRegionSizeAlignment - 1) &
+                       ~(kRegionSizeAlignment - 1);
+  for (; envp != nullptr && *envp != nullptr; ++envp) {
+    string_view name(*envp, strcspn(*envp, "="));
+    if (absl::StartsWith(name, "COLDHEAP_") && FindVariable(name) == nullptr &&
+        config.log_level != LogLevel::kOff) {
+      ReportUnknown(name);
     }
   }
   return config;
@@ -754,7 +511,7 @@ void LogConfig(const Config& config, LogLevel level) {
   for (const Variable& variable : kVariables) {
     LineWriter line;
     line.Append(variable.name).Append("=");
-    AppendSetting(line, variable.setting, config);
+    variable.print(line, config);
     line.Write();
   }
 }

@@ -33,7 +33,7 @@ namespace coldheap::shim {
 
 // Room for the exposition of every statistic with 20-digit values, twice
 // over (a test holds the table to half of it).
-inline constexpr size_t kMaxExpositionSize = 32 * 1024;
+inline constexpr size_t kMaxExpositionSize = 64 * 1024;
 
 // Writes the exposition of `stats` (statistics text) into `out`, each sample
 // labelled pid="`pid`", and returns its length; 0 if it does not fit in

@@ -272,7 +272,7 @@ std::string RunUsage() {
       "Options:\n",
       options,
       "\n"
-      "D is a duration: a whole number with ms, s or m (500ms, 30s, 2m).\n"
+      "D is a duration: numbers with ms, s, m or h (500ms, 30s, 1h30m).\n"
       "SIZE is a whole number of bytes with an optional K, M, G or T\n"
       "(binary: 1K = 1024). --opt=VALUE works too.\n"
       "\n"

@@ -399,7 +399,7 @@ std::string StatUsage() {
       "Options:\n"
       "  -w, --watch         one line per interval, like 'vmstat 1', until the\n"
       "                      process exits (exit status 0) or Ctrl-C\n"
-      "  -i, --interval D    time between two lines, e.g. 500ms, 1s, 2m\n"
+      "  -i, --interval D    time between two lines, e.g. 500ms, 1s, 1m\n"
       "                      (default 1s); implies --watch\n"
       "  --format=prometheus print the statistics once in Prometheus's text\n"
       "                      exposition format (coldheap_* metrics labelled\n"

@@ -176,7 +176,7 @@ TEST(Prometheus, FaultLatencyIsACumulativeHistogramInSeconds) {
 
 TEST(Prometheus, UnknownNamesPassUntypedAndMalformedLinesAreDropped) {
   std::string exposition = Exposition(
-      "# a comment\nstored_pages 3\ndense_pages 9\ndense_pages 10\n"
+      "# a comment\nstored_pages 3\nfuture_pages 9\nfuture_pages 10\n"
       "bad-name 1\nrefaults x\nnovalue\nscans -1\nevictor_cpu_us 1.5\n",
       2);
   EXPECT_EQ(exposition,
@@ -184,10 +184,10 @@ TEST(Prometheus, UnknownNamesPassUntypedAndMalformedLinesAreDropped) {
             "(zswap's stored_pages).\n"
             "# TYPE coldheap_stored_pages gauge\n"
             "coldheap_stored_pages{pid=\"2\"} 3\n"
-            "# HELP coldheap_dense_pages coldheap statistic dense_pages (no "
+            "# HELP coldheap_future_pages coldheap statistic future_pages (no "
             "description in this version).\n"
-            "# TYPE coldheap_dense_pages untyped\n"
-            "coldheap_dense_pages{pid=\"2\"} 9\n");
+            "# TYPE coldheap_future_pages untyped\n"
+            "coldheap_future_pages{pid=\"2\"} 9\n");
   EXPECT_EQ(Joined(ExpositionProblems(exposition)), "");
 }
 

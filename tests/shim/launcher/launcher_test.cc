@@ -464,8 +464,8 @@ INSTANTIATE_TEST_SUITE_P(
         Mistake{{"run", "--", "/usr"}, 126, "cannot run '/usr': Permission denied"},
         // The wording is the library's own (shim/config.cc).
         Mistake{{"run", "--cold-age", "30x", "--", "true"}, 2,
-                "--cold-age '30x' is not a duration (accepted: 0 or a number "
-                "with ms, s or m"},
+                "--cold-age '30x' is not a duration (accepted: 0 or a "
+                "duration up to 24h"},
         Mistake{{"run", "--scan-interval", "0", "--", "true"}, 2,
                 "--scan-interval '0' is out of range (accepted: "},
         Mistake{{"run", "--target", "1.5G", "--", "true"}, 2,
@@ -734,13 +734,13 @@ TEST(ParseSetting, AcceptsWhatTheLibraryAccepts) {
 TEST(ParseSetting, RejectsWithTheLibrarysReasonAndKeepsStderr) {
   struct stat before, after;
   ASSERT_EQ(fstat(2, &before), 0);
-  absl::StatusOr<shim::Config> config = ParseSetting("COLDHEAP_COLD_AGE", "2h");
+  absl::StatusOr<shim::Config> config = ParseSetting("COLDHEAP_COLD_AGE", "2d");
   ASSERT_EQ(fstat(2, &after), 0);
   EXPECT_EQ(before.st_ino, after.st_ino);
   EXPECT_EQ(before.st_dev, after.st_dev);
   ASSERT_FALSE(config.ok());
   EXPECT_TRUE(absl::StartsWith(config.status().message(),
-                               "'2h' is not a duration (accepted: "))
+                               "'2d' is not a duration (accepted: "))
       << config.status();
   EXPECT_TRUE(absl::EndsWith(config.status().message(), ")"))
       << config.status();
