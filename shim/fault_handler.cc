@@ -40,6 +40,12 @@ void CpuRelax() { __builtin_ia32_pause(); }
 
 bool FaultHandlers::Start(Heap& heap) {
   heap_ = &heap;
+  os::OsResult<void*> doorbell = os::Reserve(kPageSize);
+  if (doorbell.ok() &&
+      os::Register(heap.uffd, doorbell.value, kPageSize,
+                   UFFDIO_REGISTER_MODE_MISSING).ok()) {
+    doorbell_ = static_cast<char*>(doorbell.value);
+  }
   int cpus = os::NumCpus();
   if (cpus > kMaxHandlers) cpus = kMaxHandlers;
   count_ = 0;
@@ -55,6 +61,7 @@ bool FaultHandlers::Start(Heap& heap) {
       break;
     }
     ++count_;
+    running_.fetch_add(1);
   }
   return count_ > 0;
 }
@@ -94,21 +101,54 @@ void FaultHandlers::Run(Handler& h) {
       if (n.error == EAGAIN) continue;
       LogLine(LogLevel::kError,
               {"fault handler stopped: read(userfaultfd): ", os::ErrnoName(n.error)});
+      running_.fetch_sub(1);
       return;
     }
-    std::lock_guard<std::mutex> serving(h.serving);
-    for (size_t i = 0; i < n.value; ++i) {
-      if (msgs[i].event != UFFD_EVENT_PAGEFAULT) continue;
-      uint64_t start = os::MonotonicNowNs();
-      bool refault = Serve(h, msgs[i].arg.pagefault.address);
-      uint64_t service_ns = os::MonotonicNowNs() - start;
-      heap_->stats->RecordFaultLatency(service_ns);
-      if (refault) {
-        heap_->stats->refault_stall_ns.fetch_add(RefaultStallNs(service_ns),
-                                                 std::memory_order_relaxed);
+    bool rang = false;
+    {
+      std::lock_guard<std::mutex> serving(h.serving);
+      for (size_t i = 0; i < n.value; ++i) {
+        if (msgs[i].event != UFFD_EVENT_PAGEFAULT) continue;
+        if (PageOf(msgs[i].arg.pagefault.address) == doorbell_) {
+          rang = true;
+          continue;
+        }
+        uint64_t start = os::MonotonicNowNs();
+        bool refault = Serve(h, msgs[i].arg.pagefault.address);
+        uint64_t service_ns = os::MonotonicNowNs() - start;
+        heap_->stats->RecordFaultLatency(service_ns);
+        if (refault) {
+          heap_->stats->refault_stall_ns.fetch_add(
+              RefaultStallNs(service_ns), std::memory_order_relaxed);
+        }
       }
     }
+    if (rang) AnswerDoorbell(h);  // not serving: fork may pause us meanwhile
   }
+}
+
+int FaultHandlers::RingDoorbells() {
+  if (doorbell_ == nullptr) return 0;
+  const int handlers = running_.load();
+  for (int i = 0; i < handlers; ++i) {
+    // Missing again, so that the read below faults; it returns once a
+    // handler that had not answered yet has answered and filled the page.
+    (void)os::DontNeed(doorbell_, kPageSize);
+    (void)*static_cast<volatile char*>(doorbell_);
+  }
+  return handlers;
+}
+
+void FaultHandlers::AnswerDoorbell(Handler& h) {
+  CredentialRelay& relay = ShimCredentialRelay();
+  const bool answered = relay.Answer(&h.answered_round);
+  // The ringer waits for this page: retry what the kernel may refuse for
+  // a moment (EAGAIN while the address space changes, ENOMEM).
+  for (;;) {
+    os::OsResult<size_t> filled = os::ZeroPage(heap_->uffd, doorbell_, kPageSize);
+    if (filled.ok() || (filled.error != EAGAIN && filled.error != ENOMEM)) break;
+  }
+  if (answered) relay.HoldUntilReleased(h.answered_round);
 }
 
 bool FaultHandlers::Serve(Handler& h, uintptr_t address) {
