@@ -62,8 +62,8 @@ bool StartShimThread(pthread_t* thread, void* (*main)(void*), void* arg);
 // events); fault handlers then hold still until the round is released, so
 // that each doorbell reaches a handler that has not answered yet (see
 // FaultHandlers::RingDoorbells). One round at a time (runtime.cc). A round
-// costs about 250 us on our 2-vCPU VM, on top of glibc's own broadcast; it
-// is skipped when our threads already hold the caller's capabilities, as
+// costs a few hundred microseconds beside glibc's own broadcast (README), so
+// it is skipped when our threads already hold the caller's capabilities, as
 // they do after the previous call went through them as through the caller.
 class CredentialRelay {
  public:
