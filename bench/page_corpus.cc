@@ -18,6 +18,12 @@ namespace {
 
 using pool::kPageSize;
 
+// Pages of each kind behind CorpusObjects.
+constexpr size_t kCorpusPages = 2048;
+// Seeds of the corpus's generated pages, and of the training pages.
+constexpr uint64_t kJsonSeed = 1, kPointerSeed = 2;
+constexpr uint64_t kJsonTrainingSeed = 1001, kPointerTrainingSeed = 1002;
+
 // Regular files directly in `dir` (or `dir/*/leaf` when leaf is given),
 // sorted so the corpus is the same on every run.
 std::vector<std::string> ListFiles(const std::string& dir,
@@ -51,6 +57,53 @@ std::vector<Page> SpreadPages(const std::string& bytes, size_t count) {
     memcpy(pages[i].data(), bytes.data() + index * kPageSize, kPageSize);
   }
   return pages;
+}
+
+// `count` pages spread evenly over those of `bytes` that SpreadPages(bytes,
+// `skipped`) does not pick.
+std::vector<Page> SpreadOtherPages(const std::string& bytes, size_t skipped,
+                                   size_t count) {
+  const size_t available = bytes.size() / kPageSize;
+  const size_t n = std::min(skipped, available);
+  std::vector<bool> picked(available);
+  for (size_t i = 0; i < n; ++i) picked[i * available / n] = true;
+  std::vector<size_t> others;
+  for (size_t index = 0; index < available; ++index) {
+    if (!picked[index]) others.push_back(index);
+  }
+  std::vector<Page> pages(std::min(count, others.size()));
+  for (size_t i = 0; i < pages.size(); ++i) {
+    const size_t index = others[i * others.size() / pages.size()];
+    memcpy(pages[i].data(), bytes.data() + index * kPageSize, kPageSize);
+  }
+  return pages;
+}
+
+// The kinds' pages interleaved page by page, as the mix corpus is.
+std::vector<Page> Interleave(const std::vector<Page> (&kinds)[3]) {
+  std::vector<Page> pages;
+  for (size_t i = 0;; ++i) {
+    bool any = false;
+    for (const std::vector<Page>& kind : kinds) {
+      if (i < kind.size()) {
+        pages.push_back(kind[i]);
+        any = true;
+      }
+    }
+    if (!any) return pages;
+  }
+}
+
+// The text files the text pages are cut from, concatenated.
+std::string TextStream() {
+  std::string text;
+  for (const std::string& file : ListFiles("/usr/share/common-licenses", "")) {
+    text += ReadAll(file);
+  }
+  for (const std::string& file : ListFiles("/usr/share/doc", "copyright")) {
+    text += ReadAll(file);
+  }
+  return text;
 }
 
 // Cuts a stream of bytes into whole pages.
@@ -176,14 +229,7 @@ const char* PageKindName(PageKind kind) {
 }
 
 std::vector<Page> TextPages(size_t count) {
-  std::string text;
-  for (const std::string& file : ListFiles("/usr/share/common-licenses", "")) {
-    text += ReadAll(file);
-  }
-  for (const std::string& file : ListFiles("/usr/share/doc", "copyright")) {
-    text += ReadAll(file);
-  }
-  return SpreadPages(text, count);
+  return SpreadPages(TextStream(), count);
 }
 
 std::vector<Page> JsonPages(size_t count, uint64_t seed) {
@@ -272,12 +318,11 @@ CompressedObjects CompressPages(const std::vector<Page>& pages) {
 }
 
 const CompressedObjects& CorpusObjects(PageKind kind) {
-  constexpr size_t kPages = 2048;
   static const CompressedObjects* const corpora = [] {
     auto* c = new CompressedObjects[4];
-    c[0] = CompressPages(TextPages(kPages));
-    c[1] = CompressPages(JsonPages(kPages, 1));
-    c[2] = CompressPages(PointerPages(kPages, 2));
+    c[0] = CompressPages(TextPages(kCorpusPages));
+    c[1] = CompressPages(JsonPages(kCorpusPages, kJsonSeed));
+    c[2] = CompressPages(PointerPages(kCorpusPages, kPointerSeed));
     // The mix interleaves the three kinds object by object.
     CompressedObjects& mix = c[3];
     for (int k = 0; k < 3; ++k) {
@@ -298,6 +343,43 @@ const CompressedObjects& CorpusObjects(PageKind kind) {
     return c;
   }();
   return corpora[static_cast<int>(kind)];
+}
+
+std::vector<Page> CorpusPages(PageKind kind) {
+  switch (kind) {
+    case PageKind::kText:
+      return TextPages(kCorpusPages);
+    case PageKind::kJson:
+      return JsonPages(kCorpusPages, kJsonSeed);
+    case PageKind::kPointers:
+      return PointerPages(kCorpusPages, kPointerSeed);
+    case PageKind::kMix:
+      break;
+  }
+  const std::vector<Page> kinds[3] = {CorpusPages(PageKind::kText),
+                                      CorpusPages(PageKind::kJson),
+                                      CorpusPages(PageKind::kPointers)};
+  return Interleave(kinds);
+}
+
+std::vector<Page> TrainingPages(PageKind kind, size_t count) {
+  switch (kind) {
+    case PageKind::kText:
+      return SpreadOtherPages(TextStream(), kCorpusPages, count);
+    case PageKind::kJson:
+      return JsonPages(count, kJsonTrainingSeed);
+    case PageKind::kPointers:
+      return PointerPages(count, kPointerTrainingSeed);
+    case PageKind::kMix:
+      break;
+  }
+  const size_t each = (count + 2) / 3;
+  const std::vector<Page> kinds[3] = {TrainingPages(PageKind::kText, each),
+                                      TrainingPages(PageKind::kJson, each),
+                                      TrainingPages(PageKind::kPointers, each)};
+  std::vector<Page> pages = Interleave(kinds);
+  if (pages.size() > count) pages.resize(count);
+  return pages;
 }
 
 }  // namespace coldheap::bench

@@ -60,6 +60,16 @@ CompressedObjects CompressPages(const std::vector<Page>& pages);
 // kMix is the union of the others).
 const CompressedObjects& CorpusObjects(PageKind kind);
 
+// The pages behind CorpusObjects(kind), generated again (pointer pages hold
+// fresh malloc addresses, so their values differ from the corpus's).
+std::vector<Page> CorpusPages(PageKind kind);
+
+// `count` pages of a kind, none of them among CorpusPages(kind): the text
+// pages the corpus skips (evenly spread over them), json and pointer pages
+// from other seeds, and for kMix those interleaved. What a compression
+// dictionary is trained on before it is measured on the corpus.
+std::vector<Page> TrainingPages(PageKind kind, size_t count);
+
 }  // namespace coldheap::bench
 
 #endif  // COLDHEAP_BENCH_PAGE_CORPUS_H_
