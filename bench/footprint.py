@@ -310,7 +310,7 @@ class Sampler(threading.Thread):
             "footprint_kib": mem[1],
         }
         if self.zswap is not None:
-            row.update(self.zswap.sample(mem[1]))
+            row.update(self.zswap.sample(mem[1], phase))
         self.samples.append({k: row.get(k, "") for k in CSV_FIELDS})
         return True
 

@@ -19,7 +19,15 @@ where usage is what the cgroup charges (memory.usage_in_bytes, or
 memory.current), usage - PSS the cgroup's charges that are not the process's
 PSS (page tables, kernel memory, file cache, and on v2 the pool, which the
 last term then takes out again). It is rewritten every sample (100 ms) when
-it moves by 1 MiB or more. On v1 that is memory.limit_in_bytes, whose write
+it moves by 1 MiB or more, from the end of the load (PHASE settle) to the
+end of the measure phase: coldheap's footprint is not bounded during the
+load either, and a hard v1 limit during a load that rehashes its tables
+drew the OOM killer in trials at 64 MiB. At the end of the load it steps
+down from the unlimited footprint by at most max(8 MiB, 2% of the target)
+a sample, so no single write has to reclaim hundreds of MiB. After the
+measure phase (PHASE done) the limit is lifted: the teardown (a program
+freeing its heap touches all of it) is not measured, and a v1 limit would
+have the OOM killer end it. On v1 that is memory.limit_in_bytes, whose write
 reclaims at once in the writer's context; the runner measures that CPU
 (thread time of the writes) and reports it with kswapd's as reclaim CPU
 outside the process. On v2 it is memory.high: the process reclaims itself.
@@ -209,7 +217,7 @@ def _undo(undo):
 class ZswapBaseline:
     """One zswap run's kernel set-up: `with ZswapBaseline(...) as z:` sets
     it up, leaving restores it. z.command(cmd) puts a command in the cgroup;
-    z.sample(pid, pss_kib) reads the figures and steers the limit."""
+    z.sample(pss_kib, phase) reads the figures and steers the limit."""
 
     def __init__(self, target_bytes, swap_bytes, swap_dir, log):
         self.target = int(target_bytes)
@@ -285,7 +293,6 @@ class ZswapBaseline:
         self.cgroup = cg
         self.kswapd = _kswapd_pids()
         self.kswapd_cpu0 = sum(_cpu_s(p) for p in self.kswapd)
-        self._set_limit(self.target)
 
     def __exit__(self, *exc):
         failed = _undo(self.undo)
@@ -310,13 +317,18 @@ class ZswapBaseline:
         return ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', procs] + list(cmd)
 
     def _set_limit(self, limit):
-        limit = max(MIN_LIMIT, int(limit)) // 4096 * 4096
-        if self.limit is not None and abs(limit - self.limit) < MIB:
+        """Writes the limit; None lifts it."""
+        if limit is not None:
+            limit = max(MIN_LIMIT, int(limit)) // 4096 * 4096
+            if self.limit is not None and abs(limit - self.limit) < MIB:
+                return
+        elif self.limit is None:
             return
         name = "memory.high" if self.v2 else "memory.limit_in_bytes"
         t = time.thread_time()
         try:
-            _write(os.path.join(self.cgroup, name), limit)
+            _write(os.path.join(self.cgroup, name),
+                   limit if limit is not None else "max" if self.v2 else "-1")
             self.limit = limit
         except OSError:
             # v1 answers EBUSY when it cannot reclaim down to the new limit
@@ -344,12 +356,17 @@ class ZswapBaseline:
         m = _meminfo_kib("Zswap", "Zswapped")
         return m["Zswap"] * 1024, m["Zswapped"] * 1024
 
-    def sample(self, pss_kib):
-        """The figures of one sample (CSV fields), after steering the limit."""
+    def sample(self, pss_kib, phase):
+        """The figures of one sample (CSV fields), after steering the limit
+        (`phase`: the workload's phase)."""
         usage = int(_read(os.path.join(
             self.cgroup, "memory.current" if self.v2 else "memory.usage_in_bytes"), "0"))
         pool, stored = self._pool()
-        self._set_limit(self.target + (usage - pss_kib * 1024) - pool)
+        if phase in ("settle", "measure"):
+            step = max(8 * MIB, self.target // 50)
+            self._set_limit(max(self.target + (usage - pss_kib * 1024) - pool, usage - step))
+        elif phase == "done":
+            self._set_limit(None)
         vm = _vmstat("zswpin", "zswpout", "zswpwb", "pswpin", "pswpout")
         kswapd = sum(_cpu_s(p) for p in self.kswapd) - self.kswapd_cpu0
         return {
