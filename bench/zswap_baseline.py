@@ -33,10 +33,10 @@ reclaims at once in the writer's context; the runner measures that CPU
 outside the process. On v2 it is memory.high: the process reclaims itself.
 
 The pool's size comes from the cgroup's memory.stat on v2 and from
-/proc/meminfo (Zswap, Zswapped: machine-wide) on v1; the swapfile is the
-only swap on the machine while it runs (the runner refuses to start when
-another swap area is on), so on an otherwise idle machine that is the
-workload's. The run reports pages that went to the swapfile itself
+/proc/meminfo (Zswap, Zswapped: machine-wide) on v1, where the swapfile
+must be the only swap on the machine while it runs (the runner skips the
+column when another swap area is on), so on an otherwise idle machine that
+is the workload's. The run reports pages that went to the swapfile itself
 (zswap rejections and writebacks: pswpout) separately: they are on disk,
 not in memory, and are not in the footprint.
 
@@ -60,7 +60,7 @@ import time
 ZSWAP = "/sys/module/zswap/parameters"
 V1_MEMORY = "/sys/fs/cgroup/memory"
 MIB = 1 << 20
-MIN_LIMIT = 32 * MIB  # never steer below this: an OOM kill would end the run
+MIN_LIMIT = 16 * MIB  # never steer below this: an OOM kill would end the run
 
 
 def _read(path, default=None):
@@ -135,7 +135,8 @@ def unavailable():
             os.path.join(V1_MEMORY, "memory.limit_in_bytes")):
         return "no memory cgroup (v2 memory controller or v1 %s)" % V1_MEMORY
     swaps = (_read("/proc/swaps", "") or "").splitlines()[1:]
-    if swaps:
+    if swaps and _v2_memory_root() is None:
+        # v1 reads the pool machine-wide (/proc/meminfo); v2 per cgroup.
         return "another swap area is on (%s): the pool would not be the workload's alone" % (
             swaps[0].split()[0])
     return None
