@@ -120,6 +120,16 @@ def _v2_memory_root():
     return None
 
 
+def steered_limit(target, usage, pss, pool):
+    """The cgroup limit (bytes) that holds PSS + pool at `target`, given what
+    the cgroup charges now (`usage`) and the pool: the charges that are not
+    the process's PSS stay, the pool comes off (see the top of this file).
+    Never more than max(8 MiB, 2% of the target) below the usage, so one
+    write does not have to reclaim hundreds of MiB at once."""
+    step = max(8 * MIB, target // 50)
+    return max(target + (usage - pss) - pool, usage - step)
+
+
 def unavailable():
     """Why this machine cannot run the zswap baseline (one line), or None."""
     if os.geteuid() != 0:
@@ -364,8 +374,7 @@ class ZswapBaseline:
             self.cgroup, "memory.current" if self.v2 else "memory.usage_in_bytes"), "0"))
         pool, stored = self._pool()
         if phase in ("settle", "measure"):
-            step = max(8 * MIB, self.target // 50)
-            self._set_limit(max(self.target + (usage - pss_kib * 1024) - pool, usage - step))
+            self._set_limit(steered_limit(self.target, usage, pss_kib * 1024, pool))
         elif phase == "done":
             self._set_limit(None)
         vm = _vmstat("zswpin", "zswpout", "zswpwb", "pswpin", "pswpout")
