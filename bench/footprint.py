@@ -3,6 +3,14 @@
 
     bazel run //bench:footprint -- --workload=kv_cache [--size_mb=512] ...
     bazel run //bench:footprint -- --workload=redis --size_mb=1024
+    bazel run //bench:footprint -- --workload=py_index --baseline=zswap   (root)
+
+Workloads: kv_cache (bench/kv_cache.cc, Zipf over scattered keys),
+kv_cache_recency (the same, popularity by age: kv_cache --popularity=recency),
+redis and memcached (the servers, driven by bench/kv_client.cc), sqlite
+(bench/sqlite_workload.cc) and py_index (bench/py_index.py under --python;
+every one of its runs, without and zswap included, with PYTHONMALLOC=malloc
+and PYTHONHASHSEED=0, so that they differ in the shim alone).
 
 What it does, for each run (same workload, same seed, same flags):
   without  the workload as users run it today: no LD_PRELOAD, no COLDHEAP_*.
@@ -22,7 +30,14 @@ What it does, for each run (same workload, same seed, same flags):
            time is the measure start of the run before it in the same
            repetition (with, else disabled, else without; --oracle_at
            overrides it); the oracle always runs last in a repetition.
-For a server workload (redis, memcached) the shim applies to the server only;
+  zswap    (--baseline=zswap; needs root, swap, zswap and a memory cgroup,
+           else one line says why and the column is skipped) no shim, the
+           process in a memory cgroup with kernel zswap and a swapfile, the
+           cgroup's limit steered so that its PSS + the zswap pool stays at
+           the with run's footprint at the end of its measure phase (same
+           repetition; --zswap_target_mib overrides it): the two at equal
+           memory. It runs after the with run. See bench/zswap_baseline.py.
+For a server workload (redis, memcached) the shim (and the zswap cgroup) applies to the server only;
 the load generator (//bench:kv_client) always runs plain.
 
 Shim settings of the "with" run (--cold_age, --scan_interval, --shim_env):
@@ -47,7 +62,11 @@ Figures (per run):
   footprint     = PSS. The pool's memory is anonymous memory mapped by the
                   process, so it is already inside RSS and PSS: adding
                   pool_total_size again would count it twice. It is reported
-                  on its own line.
+                  on its own line. The zswap run's footprint is PSS + the
+                  zswap pool (kernel memory outside the process; the CSV's
+                  footprint_kib, pool_total_size and stored_pages; refaults
+                  and evicted_pages are zswap's loads and stores, zswpin and
+                  zswpout).
   peak          = the largest sample from the start to the end of the measure
                   phase (load included; the teardown after it is not: a
                   program freeing its whole heap at exit touches every page).
@@ -78,6 +97,11 @@ Figures (per run):
   throughput, p50, p99 = the workload's RESULT for the measure phase.
   coldheap CPU  = evictor_cpu_us + handler_cpu_us: in total, and during the
                   measure phase as a percentage of one core.
+  process CPU   = utime + stime of the measured process; in the zswap run
+                  that includes the kernel's direct reclaim, compression and
+                  decompression done in it, and the reclaim done outside it
+                  (kswapd, and the runner's v1 limit writes, which reclaim in
+                  the writer) is on a line of its own.
 
 Outputs in --out (default: <workspace>/bench/results/<workload>/ under
 `bazel run`, ./footprint-results/<workload>/ otherwise):
