@@ -3,6 +3,14 @@
 
     bazel run //bench:footprint -- --workload=kv_cache [--size_mb=512] ...
     bazel run //bench:footprint -- --workload=redis --size_mb=1024
+    bazel run //bench:footprint -- --workload=py_index --baseline=zswap   (root)
+
+Workloads: kv_cache (bench/kv_cache.cc, Zipf over scattered keys),
+kv_cache_recency (the same, popularity by age: kv_cache --popularity=recency),
+redis and memcached (the servers, driven by bench/kv_client.cc), sqlite
+(bench/sqlite_workload.cc) and py_index (bench/py_index.py under --python;
+every one of its runs, without and zswap included, with PYTHONMALLOC=malloc
+and PYTHONHASHSEED=0, so that they differ in the shim alone).
 
 What it does, for each run (same workload, same seed, same flags):
   without  the workload as users run it today: no LD_PRELOAD, no COLDHEAP_*.
@@ -22,7 +30,14 @@ What it does, for each run (same workload, same seed, same flags):
            time is the measure start of the run before it in the same
            repetition (with, else disabled, else without; --oracle_at
            overrides it); the oracle always runs last in a repetition.
-For a server workload (redis, memcached) the shim applies to the server only;
+  zswap    (--baseline=zswap; needs root, swap, zswap and a memory cgroup,
+           else one line says why and the column is skipped) no shim, the
+           process in a memory cgroup with kernel zswap and a swapfile, the
+           cgroup's limit steered so that its PSS + the zswap pool stays at
+           the with run's footprint at the end of its measure phase (same
+           repetition; --zswap_target_mib overrides it): the two at equal
+           memory. It runs after the with run. See bench/zswap_baseline.py.
+For a server workload (redis, memcached) the shim (and the zswap cgroup) applies to the server only;
 the load generator (//bench:kv_client) always runs plain.
 
 Shim settings of the "with" run (--cold_age, --scan_interval, --shim_env):
@@ -47,7 +62,11 @@ Figures (per run):
   footprint     = PSS. The pool's memory is anonymous memory mapped by the
                   process, so it is already inside RSS and PSS: adding
                   pool_total_size again would count it twice. It is reported
-                  on its own line.
+                  on its own line. The zswap run's footprint is PSS + the
+                  zswap pool (kernel memory outside the process; the CSV's
+                  footprint_kib, pool_total_size and stored_pages; refaults
+                  and evicted_pages are zswap's loads and stores, zswpin and
+                  zswpout).
   peak          = the largest sample from the start to the end of the measure
                   phase (load included; the teardown after it is not: a
                   program freeing its whole heap at exit touches every page).
@@ -78,6 +97,11 @@ Figures (per run):
   throughput, p50, p99 = the workload's RESULT for the measure phase.
   coldheap CPU  = evictor_cpu_us + handler_cpu_us: in total, and during the
                   measure phase as a percentage of one core.
+  process CPU   = utime + stime of the measured process; in the zswap run
+                  that includes the kernel's direct reclaim, compression and
+                  decompression done in it, and the reclaim done outside it
+                  (kswapd, and the runner's v1 limit writes, which reclaim in
+                  the writer) is on a line of its own.
 
 Outputs in --out (default: <workspace>/bench/results/<workload>/ under
 `bazel run`, ./footprint-results/<workload>/ otherwise):
@@ -102,19 +126,40 @@ import sys
 import threading
 import time
 
-WORKLOADS = ("kv_cache", "redis", "memcached", "sqlite")
+import zswap_baseline
+
+WORKLOADS = ("kv_cache", "kv_cache_recency", "redis", "memcached", "sqlite", "py_index")
 SERVER_WORKLOADS = ("redis", "memcached")
+# The local workloads' commands: a binary in <bin_dir>/bench (or a script
+# run by --python) and the flags that make the workload what its name says.
+LOCAL_WORKLOADS = {
+    "kv_cache": ("kv_cache", []),
+    "kv_cache_recency": ("kv_cache", ["--popularity=recency"]),
+    "sqlite": ("sqlite_workload", []),
+    "py_index": ("py_index.py", []),
+}
+# Every run of the Python workload, the one without coldheap included, gets
+# these, so the runs differ in the shim alone: CPython's small objects go
+# through malloc (otherwise they live in pymalloc's arenas, which coldheap
+# never sees; `coldheap run` sets the same), and str hashes are the same
+# from run to run (dict layouts too).
+PYTHON_ENV = {"PYTHONMALLOC": "malloc", "PYTHONHASHSEED": "0"}
 RUN_LABELS = {
     "without": "without coldheap",
     "disabled": "shim loaded, COLDHEAP_ENABLE=off",
     "with": "with coldheap",
     "oracle": "oracle (all evicted once at the measure start)",
+    "zswap": "kernel zswap at equal memory",
 }
 CSV_FIELDS = [
     "t_s", "phase", "rss_kib", "pss_kib", "pool_total_size", "stored_pages",
     "same_filled_pages", "evicted_pages", "refaults", "evictor_cpu_us",
     "handler_cpu_us", "process_cpu_s", "ops_per_s", "compressed_bytes",
     "driver_cpu_s", "system_busy_s", "steal_s", "resident_pages",
+    # footprint_kib = pss_kib, plus the zswap pool in the zswap run; the
+    # rest is the zswap run's alone (bench/zswap_baseline.py).
+    "footprint_kib", "zswap_written_back", "swapfile_out_pages", "swapfile_in_pages",
+    "cgroup_usage_bytes", "cgroup_limit_bytes", "reclaim_cpu_s",
 ]
 MIB = 1024.0 * 1024.0
 
@@ -249,6 +294,7 @@ class Sampler(threading.Thread):
         self.stop_event = threading.Event()
         self.last_stats = {}
         self.driver_pid = None  # the load generator, when it is another process
+        self.zswap = None  # the zswap run's ZswapBaseline
 
     def sample_once(self):
         mem = read_smaps_rollup(self.pid)
@@ -266,7 +312,7 @@ class Sampler(threading.Thread):
         with self.state.lock:
             phase = self.state.phase
             ops = self.state.ops_per_s
-        self.samples.append({
+        row = {
             "t_s": round(t, 3),
             "phase": phase,
             "rss_kib": mem[0],
@@ -285,7 +331,11 @@ class Sampler(threading.Thread):
             "system_busy_s": "" if system is None else round(system[0], 2),
             "steal_s": "" if system is None else round(system[1], 2),
             "resident_pages": stats.get("resident_pages", ""),
-        })
+            "footprint_kib": mem[1],
+        }
+        if self.zswap is not None:
+            row.update(self.zswap.sample(mem[1], phase))
+        self.samples.append({k: row.get(k, "") for k in CSV_FIELDS})
         return True
 
     def run(self):
@@ -371,7 +421,9 @@ def run_env(args, run, out_dir, tag, evict_all_at=None):
     """The measured process's environment. The oracle run is the "with" run
     plus COLDHEAP_EVICT_ALL_AT=evict_all_at (a duration from the shim's start)."""
     env = clean_env()
-    if run == "without":
+    if args.workload == "py_index":
+        env.update(PYTHON_ENV)
+    if run in ("without", "zswap"):
         return env
     env["LD_PRELOAD"] = args.shim
     if run == "disabled":
@@ -407,10 +459,23 @@ def server_command(args, port, out_dir, tag):
     return cmd
 
 
-def one_run(args, run, tag, out_dir, evict_all_at=None):
+def local_command(args):
+    """The command of a workload that is one process (not a server's)."""
+    name, flags = LOCAL_WORKLOADS[args.workload]
+    path = os.path.join(args.bin_dir, "bench", name)
+    if name.endswith(".py"):
+        if not os.path.exists(path):  # not built: it is a source file
+            path = os.path.join(os.path.dirname(os.path.realpath(__file__)), name)
+        return [args.python, path] + flags
+    return [path] + flags
+
+
+def one_run(args, run, tag, out_dir, evict_all_at=None, zswap=None):
     """Runs the workload once; returns (samples, state, ok, note). `tag`
-    names its files: the run, and the repetition when there are several."""
+    names its files: the run, and the repetition when there are several.
+    `zswap` (the zswap run): the ZswapBaseline the measured process runs in."""
     env = run_env(args, run, out_dir, tag, evict_all_at)
+    confine = zswap.command if zswap is not None else list
     stats_file = env.get("COLDHEAP_STATS")
     if stats_file and os.path.exists(stats_file):
         os.remove(stats_file)
@@ -426,7 +491,7 @@ def one_run(args, run, tag, out_dir, evict_all_at=None):
             log.write("# server: %s\n" % " ".join(repr(c) if c == "" else c for c in cmd))
             server_log = open(os.path.join(out_dir, "%s-%s.server.out" % (args.workload, tag)),
                               "w")
-            server = subprocess.Popen(cmd, env=env, stdout=server_log,
+            server = subprocess.Popen(confine(cmd), env=env, stdout=server_log,
                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
             if not wait_for_port(port, server, 20):
                 stop_process(server)
@@ -437,23 +502,26 @@ def one_run(args, run, tag, out_dir, evict_all_at=None):
                           "--proto=" + proto, "--port=%d" % port] + workload_flags(args)
             driver_env = clean_env()
         else:
-            binary = "kv_cache" if args.workload == "kv_cache" else "sqlite_workload"
-            driver_cmd = [os.path.join(args.bin_dir, "bench", binary)] + workload_flags(args)
+            driver_cmd = local_command(args) + workload_flags(args)
             driver_env = env
         driver_cmd += args.workload_arg
         log.write("# workload: %s\n" % " ".join(driver_cmd))
         log.write("# env: %s\n" % " ".join(
             "%s=%s" % (k, v) for k, v in sorted(env.items())
-            if k == "LD_PRELOAD" or k.startswith("COLDHEAP_")))
+            if k == "LD_PRELOAD" or k.startswith("COLDHEAP_") or k in PYTHON_ENV))
+        if zswap is not None:
+            log.write("# zswap: %s\n" % zswap.describe())
         log.flush()
         err_path = os.path.join(out_dir, "%s-%s.err" % (args.workload, tag))
         err_file = open(err_path, "w")
-        driver = subprocess.Popen(driver_cmd, env=driver_env, stdout=subprocess.PIPE,
+        driver = subprocess.Popen(confine(driver_cmd) if server is None else driver_cmd,
+                                  env=driver_env, stdout=subprocess.PIPE,
                                   stderr=err_file, stdin=subprocess.DEVNULL,
                                   text=True, bufsize=1)
         if server is None:
             measured_pid = driver.pid
         sampler = Sampler(measured_pid, t0, args.sample_ms / 1000.0, state)
+        sampler.zswap = zswap
         if server is not None:
             sampler.driver_pid = driver.pid
         sampler.start()
@@ -466,6 +534,13 @@ def one_run(args, run, tag, out_dir, evict_all_at=None):
         except subprocess.TimeoutExpired:
             note = "the workload ran past %d s and was stopped" % limit_s
             stop_process(driver)
+        except BaseException:  # Ctrl-C, SIGTERM: no workload outlives the runner
+            for proc in (driver, server):
+                if proc is not None and proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+            reader.join(timeout=10)
+            raise
         reader.join(timeout=10)
         err_file.close()
         with open(err_path) as fh:
@@ -487,6 +562,42 @@ def one_run(args, run, tag, out_dir, evict_all_at=None):
         note = "the workload exited with status %s%s" % (
             driver.returncode, ": " + err.strip().splitlines()[-1] if err.strip() else "")
     return sampler.samples, state, ok, note
+
+
+def zswap_run(args, tag, done_figs):
+    """The zswap run of a repetition: (samples, state, ok, note, target MiB).
+    Its PSS + pool target is the with run's footprint at the end of its
+    measure phase; its swapfile holds the without run's peak footprint (what
+    could all be swapped) and 256 MiB more."""
+    target = args.zswap_target_mib or done_figs.get("with", {}).get("end_pss_mib")
+    if not target:
+        return [], RunState(), False, "no with run to take the target footprint from " \
+            "(run it, or give --zswap_target_mib)", None
+    peak = done_figs.get("without", {}).get("peak_pss_mib") or 4 * args.size_mb
+    try:
+        with zswap_baseline.ZswapBaseline(target * MIB, (peak + 256) * MIB, args.zswap_dir,
+                                          print) as z:
+            print("footprint:   %s" % z.describe(), flush=True)
+            samples, state, ok, note = one_run(args, "zswap", tag, args.out, zswap=z)
+            if z.oom_kills():
+                note += ("; the cgroup's OOM killer killed it: zswap could not hold it at "
+                         "this footprint")
+    except OSError as e:
+        return [], RunState(), False, "zswap set-up failed: %s" % e, target
+    return samples, state, ok, note, target
+
+
+def logged_zswap_target(args, tag, out_dir):
+    """The target an earlier zswap run logged ("# zswap:" line)."""
+    try:
+        with open(os.path.join(out_dir, "%s-%s.log" % (args.workload, tag))) as fh:
+            for line in fh:
+                m = re.match(r"# zswap: .* = ([0-9.]+) MiB", line)
+                if m:
+                    return float(m.group(1))
+    except OSError:
+        pass
+    return None
 
 
 def oracle_time(args, measure_starts):
@@ -535,6 +646,8 @@ def load_run(args, run, tag, out_dir):
                 row["pss_kib"] = int(row["pss_kib"])
                 for k in CSV_FIELDS:
                     row.setdefault(k, "")
+                # CSVs from before the zswap run: the footprint was the PSS.
+                row["footprint_kib"] = int(row["footprint_kib"] or row["pss_kib"])
                 samples.append(row)
                 state.phase_times.setdefault(row["phase"], row["t_s"])
     except OSError as e:
@@ -573,11 +686,13 @@ def summarize(samples, state, run, stats_file, evict_all_at=None):
     # The workload's life: load, settle and measure; not its teardown after
     # "done" (freeing a whole heap faults every evicted page back in).
     live = [s for s in samples if s["phase"] != "done"]
+    # The *_pss_mib figures are footprints: the PSS, and in the zswap run the
+    # zswap pool too (kernel memory outside the process; footprint_kib).
     if live:
-        f["peak_pss_mib"] = max(s["pss_kib"] for s in live) / 1024.0
+        f["peak_pss_mib"] = max(s["footprint_kib"] for s in live) / 1024.0
         f["peak_rss_mib"] = max(s["rss_kib"] for s in live) / 1024.0
     if measure:
-        f["steady_pss_mib"] = sum(s["pss_kib"] for s in measure) / len(measure) / 1024.0
+        f["steady_pss_mib"] = sum(s["footprint_kib"] for s in measure) / len(measure) / 1024.0
         f["steady_rss_mib"] = sum(s["rss_kib"] for s in measure) / len(measure) / 1024.0
         f["steady_samples"] = len(measure)
         first, last = measure[0], measure[-1]
@@ -623,7 +738,9 @@ def summarize(samples, state, run, stats_file, evict_all_at=None):
     if measure:
         # The end of the measure phase: the mean of its last second.
         tail = [s for s in measure if s["t_s"] >= measure[-1]["t_s"] - 1.0]
-        f["end_pss_mib"] = sum(s["pss_kib"] for s in tail) / len(tail) / 1024.0
+        f["end_pss_mib"] = sum(s["footprint_kib"] for s in tail) / len(tail) / 1024.0
+    if run == "zswap" and measure:
+        summarize_zswap(f, measure)
     if run == "oracle":
         summarize_oracle(f, samples, measure, phases, duration_s(evict_all_at))
     final = read_stats_file(stats_file) if stats_file else {}
@@ -637,6 +754,27 @@ def summarize(samples, state, run, stats_file, evict_all_at=None):
     if state.result:
         f["result"] = state.result
     return f
+
+
+def summarize_zswap(f, measure):
+    """The zswap run's own figures over the measure phase (the kernel's
+    counters are machine-wide; zswap_baseline.py says why they are the
+    workload's)."""
+    first, last = measure[0], measure[-1]
+    f["steady_resident_pss_mib"] = sum(s["pss_kib"] for s in measure) / len(measure) / 1024.0
+    limits = [num(s["cgroup_limit_bytes"]) for s in measure if num(s["cgroup_limit_bytes"])]
+    if limits:
+        f["zswap_limit_end_mib"] = limits[-1] / MIB
+    for key, name in (("zswap_written_back", "zswap_written_back_measure"),
+                      ("swapfile_out_pages", "swapfile_out_pages_measure"),
+                      ("swapfile_in_pages", "swapfile_in_pages_measure")):
+        a, b = num(first[key]), num(last[key])
+        if a is not None and b is not None:
+            f[name] = b - a
+    a, b = num(first["reclaim_cpu_s"]), num(last["reclaim_cpu_s"])
+    span = last["t_s"] - first["t_s"]
+    if a is not None and b is not None and span > 0:
+        f["reclaim_cpu_measure_pct"] = (b - a) / span * 100.0
 
 
 def summarize_oracle(f, samples, measure, phases, due_s):
@@ -731,9 +869,14 @@ def ratio(a, b, digits=2):
 def markdown_table(args, figures, png_name):
     runs = [f["run"] for f in figures]
     base = figures[0]
-    head = "| | " + " | ".join(RUN_LABELS[r] for r in runs) + " | with / without |"
-    sep = "|---|" + "---:|" * len(runs) + "---:|"
     withf = next((f for f in figures if f["run"] == "with"), None)
+    zswapf = next((f for f in figures if f["run"] == "zswap"), None)
+    # The ratio columns: with against without, and against zswap at equal memory.
+    pairs = [(withf, base)] + ([(withf, zswapf)] if zswapf is not None else [])
+    head = "| | " + " | ".join(RUN_LABELS[r] for r in runs) + " | with / without |" + (
+        " with / zswap |" if zswapf is not None else "")
+    sep = "|---|" + "---:|" * (len(runs) + len(pairs))
+    no_ratio = " |" * len(pairs)
 
     def res(f, k):
         return f.get("result", {}).get(k)
@@ -742,25 +885,40 @@ def markdown_table(args, figures, png_name):
 
     def row(name, key_fn, digits=1, compare=True):
         vals = [key_fn(f) for f in figures]
-        cmp = ratio(key_fn(withf), key_fn(base)) if compare and withf is not None else ""
-        rows.append("| %s | %s | %s |" % (name, " | ".join(fmt(v, digits) for v in vals), cmp))
+        cmp = [ratio(key_fn(a), key_fn(b)) if compare and a is not None else ""
+               for a, b in pairs]
+        rows.append("| %s | %s | %s |" % (name, " | ".join(fmt(v, digits) for v in vals),
+                                          " | ".join(cmp)))
 
-    row("peak footprint (PSS, MiB)", lambda f: f.get("peak_pss_mib"))
-    row("steady footprint (mean PSS in the measure phase, MiB)", lambda f: f.get("steady_pss_mib"))
+    def only(run, value):
+        return "| %s |%s" % (" | ".join(value if r == run else "" for r in runs), no_ratio)
+
+    fp = "PSS" if zswapf is None else "PSS; zswap: PSS + its pool"
+    row("peak footprint (%s, MiB)" % fp, lambda f: f.get("peak_pss_mib"))
+    row("steady footprint (mean %s in the measure phase, MiB)" % fp,
+        lambda f: f.get("steady_pss_mib"))
     row("steady RSS (MiB)", lambda f: f.get("steady_rss_mib"))
-    if withf is not None:
-        s, b = withf.get("steady_pss_mib"), base.get("steady_pss_mib")
-        p, pb = withf.get("peak_pss_mib"), base.get("peak_pss_mib")
-        for name, value in (
-                ("**saving, steady state** (1 - with/without)",
-                 "–" if not (s and b) else "**{:.1%}**".format(1 - s / b)),
-                ("saving, peak", "–" if not (p and pb) else "{:.1%}".format(1 - p / pb))):
-            cells = [value if r == "with" else "" for r in runs]
-            rows.append("| %s | %s | |" % (name, " | ".join(cells)))
+    for name, key, bold in (("**saving, steady state** (1 - run/without)", "steady_pss_mib", True),
+                            ("saving, peak", "peak_pss_mib", False)):
+        def saving(f):
+            a, b = f.get(key), base.get(key)
+            if f["run"] not in ("with", "zswap"):
+                return ""
+            return "–" if not (a and b) else ("**{:.1%}**" if bold else "{:.1%}").format(1 - a / b)
+        rows.append("| %s | %s |%s" % (name, " | ".join(saving(f) for f in figures), no_ratio))
+    if zswapf is not None:
+        rows.append("| zswap: cgroup limit at the end of the measure phase (MiB; steered so "
+                    "that PSS + pool = with's end footprint, %s MiB) " % fmt(
+                        zswapf.get("zswap_target_mib")) +
+                    only("zswap", fmt(zswapf.get("zswap_limit_end_mib"))))
+        rows.append("| zswap: pages written to the swapfile (disk) in the measure phase: "
+                    "pswpout (zswap writebacks) " + only("zswap", "%s (%s)" % (
+                        fmt(zswapf.get("swapfile_out_pages_measure"), 0),
+                        fmt(zswapf.get("zswap_written_back_measure"), 0))))
+        rows.append("| zswap: pages read from the swapfile (disk) in the measure phase " +
+                    only("zswap", fmt(zswapf.get("swapfile_in_pages_measure"), 0)))
     oracle = next((f for f in figures if f["run"] == "oracle"), None)
     if oracle is not None:
-        def only(run, value):
-            return "| %s | |" % " | ".join(value if r == run else "" for r in runs)
         o = oracle.get("oracle_pss_mib")
         rows.append("| oracle footprint: the pages touched from the measure start resident, "
                     "the rest compressed (PSS, end of measure, MiB) " + only("oracle", fmt(o)))
@@ -782,7 +940,8 @@ def markdown_table(args, figures, png_name):
         rows.append("| oracle: eviction due / seen done (s after its measure start; pages "
                     "evicted) " + only("oracle", "–" if off is None else "%s / %+.1f s (%s)" % (
                         "–" if due is None else "%+.1f" % due, off, fmt(n, 0))))
-    row("pool total_size, end of measure (MiB; inside the PSS above)",
+    row("pool total_size, end of measure (MiB; coldheap's is inside its PSS%s)" % (
+        "" if zswapf is None else ", zswap's added to its PSS"),
         lambda f: f.get("pool_end_mib"), compare=False)
     row("stored pages, end of measure", lambda f: f.get("stored_pages_end"), 0, compare=False)
     row("compression ratio (stored_pages*4096/pool_total_size)",
@@ -791,23 +950,30 @@ def markdown_table(args, figures, png_name):
         lambda f: f.get("lz4_ratio"), 2, compare=False)
     row("throughput (ops/s, measure phase)", lambda f: res(f, "ops_per_s"), 0)
     if args.repeat > 1:
-        rows.append("| throughput of each repetition (ops/s) | %s | |" % " | ".join(
+        rows.append("| throughput of each repetition (ops/s) | %s |%s" % (" | ".join(
             " / ".join(fmt(x.get("result", {}).get("ops_per_s"), 0) for x in f["repetitions"])
-            for f in figures))
-        rows.append("| steady footprint of each repetition (MiB) | %s | |" % " | ".join(
+            for f in figures), no_ratio))
+        rows.append("| steady footprint of each repetition (MiB) | %s |%s" % (" | ".join(
             " / ".join(fmt(x.get("steady_pss_mib")) for x in f["repetitions"])
-            for f in figures))
+            for f in figures), no_ratio))
     row("p50 latency (us)", lambda f: res(f, "p50_us"), 2)
     row("p99 latency (us)", lambda f: res(f, "p99_us"), 2)
-    row("refaults in the measure phase", lambda f: f.get("refaults_measure"), 0, compare=False)
+    row("refaults in the measure phase%s" % (
+        "" if zswapf is None else " (zswap: zswpin, loads from its pool)"),
+        lambda f: f.get("refaults_measure"), 0, compare=False)
     row("coldheap CPU, whole run (evictor + handler, s)", lambda f: f.get("coldheap_cpu_s"), 2,
         compare=False)
     row("coldheap CPU in the measure phase (% of one core)",
         lambda f: f.get("coldheap_cpu_measure_pct"), 2, compare=False)
-    row("measured process CPU in the measure phase (% of one core)",
-        lambda f: f.get("process_cpu_measure_pct"), 1)
+    row("measured process CPU in the measure phase (%% of one core%s)" % (
+        "" if zswapf is None else "; zswap: its direct reclaim, compression and "
+        "decompression included"), lambda f: f.get("process_cpu_measure_pct"), 1)
     row("measured process CPU per operation (us; all its threads, the shim's included)",
         lambda f: f.get("process_cpu_us_per_op"), 2)
+    if zswapf is not None:
+        rows.append("| zswap: reclaim CPU outside the process in the measure phase: kswapd and "
+                    "the runner's limit writes (% of one core) " +
+                    only("zswap", fmt(zswapf.get("reclaim_cpu_measure_pct"), 2)))
     row("other CPU load on the machine in the measure phase (% of one core; noise)",
         lambda f: f.get("other_cpu_measure_pct"), 1, compare=False)
     text = [head, sep] + rows
@@ -862,8 +1028,9 @@ def plot(args, out_dir, figures, csv_paths, png_path):
     if term is None:
         return "gnuplot not found (apt-get install gnuplot-nox)"
     colors = {"without": "#1f77b4", "disabled": "#7f7f7f", "with": "#d62728",
-              "oracle": "#2ca02c"}
-    title = "%s, %d MiB, seed %d: footprint (PSS) over time" % (
+              "oracle": "#2ca02c", "zswap": "#9467bd"}
+    col = {k: i + 1 for i, k in enumerate(CSV_FIELDS)}
+    title = "%s, %d MiB, seed %d: footprint over time" % (
         args.workload, args.size_mb, args.seed)
     lines = [
         "set terminal %s" % term,
@@ -890,8 +1057,16 @@ def plot(args, out_dir, figures, csv_paths, png_path):
     lines += arrows
     plots = []
     for f, path in zip(figures, csv_paths):
-        plots.append("'%s' using 1:($4/1024) with lines lw 2 lc rgb '%s' title 'PSS, %s'"
-                     % (path, colors[f["run"]], RUN_LABELS[f["run"]]))
+        if f["run"] == "zswap":
+            plots.append("'%s' using 1:($%d/1024) with lines lw 2 lc rgb '%s' title "
+                         "'PSS + zswap pool, %s'" % (path, col["footprint_kib"],
+                                                     colors["zswap"], RUN_LABELS["zswap"]))
+            plots.append("'%s' using 1:($%d/1048576) with lines lw 1 dt 3 lc rgb '%s' "
+                         "title 'zswap pool (kernel memory)'" % (
+                             path, col["pool_total_size"], colors["zswap"]))
+            continue
+        plots.append("'%s' using 1:($%d/1024) with lines lw 2 lc rgb '%s' title 'PSS, %s'"
+                     % (path, col["pss_kib"], colors[f["run"]], RUN_LABELS[f["run"]]))
         if f["run"] == "with":
             plots.append("'%s' using 1:($5/1048576) with lines lw 1 dt 3 lc rgb '%s' "
                          "title 'pool total_size, with coldheap (inside its PSS)'"
@@ -957,19 +1132,34 @@ def parse_args(argv):
     p.add_argument("--report_only", action="store_true",
                    help="run nothing: rebuild the table, JSON and plot from the CSVs and "
                         "logs an earlier run with the same flags left in --out")
+    p.add_argument("--baseline", choices=("none", "zswap"), default="none",
+                   help="zswap: also run the workload without the shim in a memory cgroup "
+                        "with kernel zswap, its PSS + zswap pool held at the with run's "
+                        "footprint (needs root; bench/zswap_baseline.py)")
+    p.add_argument("--zswap_target_mib", type=float,
+                   help="the zswap run's PSS + pool target (default: the with run's "
+                        "footprint at the end of its measure phase, same repetition)")
+    p.add_argument("--zswap_dir", default="/var/tmp",
+                   help="where the zswap run's swapfile is created (and removed)")
+    p.add_argument("--python", default="/usr/bin/python3",
+                   help="the interpreter of the Python workload (py_index)")
     p.add_argument("--redis_server", default="/usr/bin/redis-server")
     p.add_argument("--memcached", default="/usr/bin/memcached")
     args = p.parse_args(argv)
     args.runs = [r.strip() for r in args.runs.split(",") if r.strip()]
     for r in args.runs:
         if r not in RUN_LABELS:
-            p.error("--runs: unknown run '%s' (known: without, disabled, with, oracle)" % r)
+            p.error("--runs: unknown run '%s' (known: without, disabled, with, oracle; "
+                    "zswap comes with --baseline=zswap)" % r)
     if not args.runs or args.runs[0] != "without":
         p.error("--runs must start with 'without' (the baseline)")
     if args.oracle and "oracle" not in args.runs:
         args.runs.append("oracle")
     elif not args.oracle:
         args.runs = [r for r in args.runs if r != "oracle"]
+    args.runs = [r for r in args.runs if r != "zswap"]
+    if args.baseline == "zswap":
+        args.runs.append("zswap")
     if args.oracle_at is not None and not re.fullmatch(r"[0-9]+(ms|s|m)", args.oracle_at):
         p.error("--oracle_at takes a duration such as 45s, 45000ms or 2m, not '%s'"
                 % args.oracle_at)
@@ -988,26 +1178,37 @@ def parse_args(argv):
 
 def main(argv):
     args = parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C, so the zswap run restores the kernel's
+    # settings (swapfile, zswap, cgroup) on its way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     needed = [args.shim] if any(r != "without" for r in args.runs) else []
     if args.workload in SERVER_WORKLOADS:
         needed.append(os.path.join(args.bin_dir, "bench", "kv_client"))
         needed.append(args.redis_server if args.workload == "redis" else args.memcached)
     else:
-        needed.append(os.path.join(args.bin_dir, "bench",
-                                   "kv_cache" if args.workload == "kv_cache"
-                                   else "sqlite_workload"))
+        needed += [p for p in local_command(args) if p.startswith("/")]
     for path in [] if args.report_only else needed:
         if not os.path.exists(path):
             print("footprint: %s not found (build with bazel build //bench:footprint, "
                   "install with third_party/install_deps.sh)" % path, file=sys.stderr)
             return 2
     os.makedirs(args.out, exist_ok=True)
+    if "zswap" in args.runs and not args.report_only:
+        reason = zswap_baseline.unavailable()
+        if reason:
+            print("footprint: no zswap column: %s" % reason, flush=True)
+            args.runs.remove("zswap")
     if args.report_only and "oracle" in args.runs and not os.path.exists(os.path.join(
             args.out, "%s-%s.csv" % (args.workload, "oracle" if args.repeat == 1
                                      else "oracle-1"))):
         # Results from before the oracle existed: render them as they were.
         print("footprint: no oracle run in %s; the table goes without it" % args.out)
         args.runs.remove("oracle")
+    if args.report_only and "zswap" in args.runs and not os.path.exists(os.path.join(
+            args.out, "%s-%s.csv" % (args.workload, "zswap" if args.repeat == 1
+                                     else "zswap-1"))):
+        print("footprint: no zswap run in %s; the table goes without it" % args.out)
+        args.runs.remove("zswap")
     per_run = {run: [] for run in args.runs}
     first_csv = {}
     all_ok = True
@@ -1015,11 +1216,12 @@ def main(argv):
         # Alternate the order, so a drift of the machine's speed does not
         # always favour the same run. The oracle comes last: the time of its
         # eviction is the measure start of a run before it.
-        plain = [r for r in args.runs if r != "oracle"]
+        # zswap comes after: its target is the with run's footprint.
+        plain = [r for r in args.runs if r not in ("oracle", "zswap")]
         order = plain if rep % 2 == 1 else list(reversed(plain))
-        if "oracle" in args.runs:
-            order.append("oracle")
+        order += [r for r in ("oracle", "zswap") if r in args.runs]
         measure_starts = {}
+        done_figs = {}
         for run in order:
             tag = run if args.repeat == 1 else "%s-%d" % (run, rep)
             print("footprint: %s, %s%s ..." % (
@@ -1039,7 +1241,10 @@ def main(argv):
                 if run == "oracle":
                     print("footprint:   everything evicted once at %s (%s)" % (
                         evict_all_at, source), flush=True)
-                samples, state, ok, note = one_run(args, run, tag, args.out, evict_all_at)
+                if run == "zswap":
+                    samples, state, ok, note, zswap_target = zswap_run(args, tag, done_figs)
+                else:
+                    samples, state, ok, note = one_run(args, run, tag, args.out, evict_all_at)
                 with open(path, "w", newline="") as fh:
                     w = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
                     w.writeheader()
@@ -1051,6 +1256,10 @@ def main(argv):
             f["ok"] = ok
             f["note"] = note
             f["tag"] = tag
+            done_figs[run] = f
+            if run == "zswap":
+                f["zswap_target_mib"] = (logged_zswap_target(args, tag, args.out)
+                                         if args.report_only else zswap_target)
             if run == "oracle":
                 f["evict_all_at"] = evict_all_at
                 f["evict_all_at_from"] = source
@@ -1089,6 +1298,15 @@ def main(argv):
             " / ".join(str(f.get("evict_all_at")) for f in per_run["oracle"]),
             "--oracle_at" if args.oracle_at else
             "the measure start of the repetition's with run, else disabled, else without"))
+    if "zswap" in args.runs:
+        settings += ("; zswap run: no shim, in a memory cgroup with kernel zswap (compressor "
+                     "%s) and a swapfile, the limit steered so that PSS + zswap pool = the "
+                     "with run's footprint at the end of its measure phase (%s MiB)" % (
+                         zswap_baseline.compressor(),
+                         " / ".join(fmt(f.get("zswap_target_mib")) for f in per_run["zswap"])))
+    if args.workload == "py_index":
+        settings += ("; every run with %s" % " ".join(
+            "%s=%s" % kv for kv in sorted(PYTHON_ENV.items())))
     table = markdown_table(args, figures, png)
     md = os.path.join(args.out, "%s.md" % args.workload)
     with open(md, "w") as fh:

@@ -25,6 +25,24 @@
 // header) and serialize the record to JSON into a response buffer.
 // --touch_on_get=0 turns that write off (a read-only GET).
 //
+// --popularity=recency: popularity follows age instead, as in session
+// stores and feed caches, where new entries get most requests and interest
+// fades as they age. Its parameters, fixed before measuring:
+//   - the same Zipf(--zipf_theta) over the same --hot_percent of the keys,
+//     but the rank is the age: rank 0 the newest key, rank 1 the one before
+//     it, ... So the two modes differ in where the popular keys lie in the
+//     heap (together, in the order they were allocated; or scattered), and
+//     in the churn below, not in how skewed the requests are.
+//   - keys keep arriving: one new record every --ttl_s / records seconds
+//     (in time, not per request, so every run sees the same arrivals
+//     whatever its throughput), and the oldest record expires for each, as
+//     a TTL does: the cache always holds the newest `records` keys, each for
+//     --ttl_s seconds. Default 1800 s: 30 minutes, the usual session idle
+//     timeout. An arrival is an operation of its own (a SET of a new key,
+//     timed like the rest); the expiry frees the old record.
+//   - records have no referrer in this mode: an expired record would leave
+//     the newer ones pointing at freed memory.
+//
 // Last line: RESULT {json} with ops, ops_per_s, p50_us, p99_us, ... of the
 // measure phase. Single-threaded; every loop is bounded by time or size.
 #include <cstdio>
@@ -45,6 +63,10 @@ ABSL_FLAG(double, zipf_theta, 0.99, "Zipf exponent of key popularity, (0, 1)");
 ABSL_FLAG(uint64_t, set_percent, 5, "percent of requests that replace a record");
 ABSL_FLAG(uint64_t, touch_on_get, 1, "0: a GET does not write the record");
 ABSL_FLAG(uint64_t, hot_percent, 100, "percent of the keys ever requested");
+ABSL_FLAG(std::string, popularity, "scattered",
+          "scattered or recency: popular keys scattered, or the newest");
+ABSL_FLAG(uint64_t, ttl_s, 1800,
+          "recency: seconds each record lives; one arrives every ttl_s/records s");
 
 namespace coldheap::bench {
 namespace {
@@ -66,7 +88,9 @@ std::string Key(uint64_t id) {
 
 class Cache {
  public:
-  explicit Cache(uint64_t seed) : seed_(seed) {}
+  // `referrers`: each record links to a random older one (not when records
+  // expire: the link could outlive its target).
+  Cache(uint64_t seed, bool referrers) : seed_(seed), referrers_(referrers) {}
 
   // Loads records until their JSON size reaches `bytes`; returns how many.
   uint64_t Load(uint64_t bytes) {
@@ -78,7 +102,7 @@ class Cache {
       auto r = std::make_unique<Record>();
       r->id = id;
       r->profile = MakeProfile(seed_, id, 0);
-      if (id > 0) r->referrer = records_[rng.Below(id)].get();
+      if (referrers_ && id > 0) r->referrer = records_[rng.Below(id)].get();
       json.clear();
       AppendJson(r->profile, json);
       loaded += json.size();
@@ -88,7 +112,20 @@ class Cache {
     return records_.size();
   }
 
-  size_t size() const { return records_.size(); }
+  // Ids ever inserted: the newest record is next_id() - 1.
+  uint64_t next_id() const { return records_.size(); }
+
+  // A new record arrives with the next id, and the oldest one expires.
+  void Arrive() {
+    uint64_t id = records_.size();
+    auto r = std::make_unique<Record>();
+    r->id = id;
+    r->profile = MakeProfile(seed_, id, 0);
+    index_.emplace(Key(id), r.get());
+    records_.push_back(std::move(r));
+    index_.erase(Key(oldest_));
+    records_[oldest_++].reset();
+  }
 
   // A GET: returns the response size (0 on a miss).
   size_t Get(uint64_t id, bool touch, uint64_t now_ns) {
@@ -125,6 +162,8 @@ class Cache {
 
  private:
   uint64_t seed_;
+  bool referrers_;
+  uint64_t oldest_ = 0;  // records_[i] is null below it (expired)
   std::vector<std::unique_ptr<Record>> records_;
   std::unordered_map<std::string, Record*> index_;
   std::string response_;
@@ -141,17 +180,22 @@ int Main(int argc, char** argv) {
   uint64_t set_percent = absl::GetFlag(FLAGS_set_percent);
   bool touch = absl::GetFlag(FLAGS_touch_on_get) != 0;
   uint64_t hot_percent = absl::GetFlag(FLAGS_hot_percent);
+  std::string popularity = absl::GetFlag(FLAGS_popularity);
+  uint64_t ttl_s = absl::GetFlag(FLAGS_ttl_s);
+  bool recency = popularity == "recency";
   // !(0 < theta < 1) also rejects a NaN, which absl's double flag accepts.
   if (size_mb == 0 || !(theta > 0 && theta < 1) || set_percent > 100 ||
-      hot_percent == 0 || hot_percent > 100) {
+      hot_percent == 0 || hot_percent > 100 || ttl_s == 0 ||
+      (!recency && popularity != "scattered")) {
     fprintf(stderr, "kv_cache: need --size_mb > 0, 0 < --zipf_theta < 1, "
-                    "--set_percent <= 100, 0 < --hot_percent <= 100\n");
+                    "--set_percent <= 100, 0 < --hot_percent <= 100, --ttl_s > 0, "
+                    "--popularity=scattered or recency\n");
     return 2;
   }
 
   uint64_t start = NowNs();
   PrintPhase("load");
-  Cache cache(seed);
+  Cache cache(seed, !recency);
   uint64_t n = cache.Load(size_mb << 20);
   printf("loaded %llu records (%llu MiB of JSON) in %.1f s\n",
          static_cast<unsigned long long>(n), static_cast<unsigned long long>(size_mb),
@@ -161,11 +205,21 @@ int Main(int argc, char** argv) {
   Zipf zipf(hot > 0 ? hot : 1, theta);
   Scatter scatter(n);  // hot ranks land anywhere among all n keys
   Rng rng(seed ^ 0x5eed);
-  uint64_t misses = 0, gets = 0, sets = 0;
+  uint64_t misses = 0, gets = 0, sets = 0, arrivals = 0;
+  // Recency: one arrival every ttl_s / n seconds, from the end of the load.
+  uint64_t arrival_ns = ttl_s * 1'000'000'000ull / n;
+  uint64_t next_arrival = NowNs() + arrival_ns;
   RunPhases(
       start, settle_s, measure_s,
       [&](bool counted, uint64_t now) {
-        uint64_t id = scatter(zipf.Draw(rng));
+        if (recency && now >= next_arrival) {
+          cache.Arrive();
+          next_arrival += arrival_ns;
+          if (counted) ++arrivals;
+          return;
+        }
+        uint64_t rank = zipf.Draw(rng);
+        uint64_t id = recency ? cache.next_id() - 1 - rank : scatter(rank);
         bool is_set = rng.Below(100) < set_percent;
         if (is_set) {
           cache.Set(id);
@@ -178,10 +232,11 @@ int Main(int argc, char** argv) {
         char extra[256];
         snprintf(extra, sizeof(extra),
                  ", \"gets\": %llu, \"sets\": %llu, \"misses\": %llu, "
-                 "\"records\": %llu, \"checksum\": %llu",
+                 "\"arrivals\": %llu, \"records\": %llu, \"checksum\": %llu",
                  static_cast<unsigned long long>(gets),
                  static_cast<unsigned long long>(sets),
                  static_cast<unsigned long long>(misses),
+                 static_cast<unsigned long long>(arrivals),
                  static_cast<unsigned long long>(n),
                  static_cast<unsigned long long>(cache.checksum() & 0xffffff));
         return std::string(extra);

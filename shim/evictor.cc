@@ -74,6 +74,7 @@ bool Evictor::RestartInChild(Heap& heap, int pagemap_fd) {
   pagemap_fd_ = pagemap_fd;
   new (&batch_mu_) std::mutex();  // the parent's holder does not exist here
   exiting_.store(false);
+  answered_round_ = 0;  // the child's relay starts again (thread.h)
   if (!PrepareLiveStatsPath(live_stats_path_, sizeof(live_stats_path_))) {
     live_stats_path_[0] = '\0';
   }
@@ -83,7 +84,8 @@ bool Evictor::RestartInChild(Heap& heap, int pagemap_fd) {
 void* Evictor::ThreadMain(void* arg) {
   auto* self = static_cast<Evictor*>(arg);
   for (;;) {
-    SleepMs(self->heap_->config->scan_interval_ms);
+    ShimCredentialRelay().SleepAnswering(self->heap_->config->scan_interval_ms,
+                                         &self->answered_round_);
     self->Pass();
   }
   return nullptr;

@@ -155,6 +155,7 @@ class Evictor {
   unsigned char out_[kPageSize];  // compression output, reused
   char live_stats_path_[128] = {};  // see PrepareLiveStatsPath; "" if none
   std::atomic<bool> exiting_{false};
+  uint64_t answered_round_ = 0;  // see CredentialRelay
 };
 
 }  // namespace coldheap::shim

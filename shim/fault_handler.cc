@@ -40,6 +40,12 @@ void CpuRelax() { __builtin_ia32_pause(); }
 
 bool FaultHandlers::Start(Heap& heap) {
   heap_ = &heap;
+  os::OsResult<void*> doorbell = os::Reserve(kPageSize);
+  if (doorbell.ok() &&
+      os::Register(heap.uffd, doorbell.value, kPageSize,
+                   UFFDIO_REGISTER_MODE_MISSING).ok()) {
+    doorbell_ = static_cast<char*>(doorbell.value);
+  }
   int cpus = os::NumCpus();
   if (cpus > kMaxHandlers) cpus = kMaxHandlers;
   count_ = 0;
@@ -56,6 +62,7 @@ bool FaultHandlers::Start(Heap& heap) {
       break;
     }
     ++count_;
+    running_.fetch_add(1);
   }
   return count_ > 0;
 }
@@ -89,17 +96,25 @@ void* FaultHandlers::ThreadMain(void* arg) {
 
 void FaultHandlers::Run(Handler& h) {
   uffd_msg msgs[16];
+  bool rang = false;  // a credential round's doorbell (thread.h)
   for (;;) {
+    if (rang) AnswerDoorbell(h);
+    rang = false;
     os::OsResult<size_t> n = os::ReadEvents(heap_->uffd, msgs, 16);
     if (!n.ok()) {
       if (n.error == EAGAIN) continue;
       LogLine(LogLevel::kError,
               {"fault handler stopped: read(userfaultfd): ", os::ErrnoName(n.error)});
+      running_.fetch_sub(1);
       return;
     }
     std::lock_guard<std::mutex> serving(h.serving);
     for (size_t i = 0; i < n.value; ++i) {
       if (msgs[i].event != UFFD_EVENT_PAGEFAULT) continue;
+      if (PageOf(msgs[i].arg.pagefault.address) == doorbell_) {
+        rang = true;  // answered at the top of the next turn, not serving
+        continue;
+      }
       uint64_t start = os::MonotonicNowNs();
       Served served = Serve(h, msgs[i].arg.pagefault.address);
       uint64_t service_ns = os::MonotonicNowNs() - start;
@@ -113,6 +128,30 @@ void FaultHandlers::Run(Handler& h) {
       }
     }
   }
+}
+
+int FaultHandlers::RingDoorbells() {
+  if (doorbell_ == nullptr) return 0;
+  const int handlers = running_.load();
+  for (int i = 0; i < handlers; ++i) {
+    // Missing again, so that the read below faults; it returns once a
+    // handler that had not answered yet has answered and filled the page.
+    (void)os::DontNeed(doorbell_, kPageSize);
+    (void)*static_cast<volatile char*>(doorbell_);
+  }
+  return handlers;
+}
+
+void FaultHandlers::AnswerDoorbell(Handler& h) {
+  CredentialRelay& relay = ShimCredentialRelay();
+  const bool answered = relay.Answer(&h.answered_round);
+  // The ringer waits for this page: retry what the kernel may refuse for
+  // a moment (EAGAIN while the address space changes, ENOMEM).
+  for (;;) {
+    os::OsResult<size_t> filled = os::ZeroPage(heap_->uffd, doorbell_, kPageSize);
+    if (filled.ok() || (filled.error != EAGAIN && filled.error != ENOMEM)) break;
+  }
+  if (answered) relay.HoldUntilReleased(h.answered_round);
 }
 
 FaultHandlers::Served FaultHandlers::Serve(Handler& h, uintptr_t address) {

@@ -27,6 +27,7 @@
 #include <pthread.h>
 
 #include <cstddef>
+#include <atomic>
 #include <cstdint>
 #include <mutex>
 
@@ -56,6 +57,14 @@ class FaultHandlers {
   // CPU time the handler threads have used.
   uint64_t CpuTimeNs() const;
 
+  // For a credential round (thread.h), on the requesting thread: makes every
+  // running handler answer it. A handler sleeps in read(2) on the
+  // userfaultfd, so each is woken by a fault on the doorbell, a page of our
+  // own registered with it: the handler that reads the event answers,
+  // fills the page and holds still until the round is released, so the
+  // next ring reaches another one. Returns how many answered.
+  int RingDoorbells();
+
   // Frees the handles the handlers passed on (see deferred_frees.h). Only
   // the evictor calls it, and the forking thread in a child, where the
   // handlers are gone.
@@ -72,6 +81,7 @@ class FaultHandlers {
     char* scratch = nullptr;  // one more page, for written-back pages
     uint32_t claimed[1 + kMaxFaultAround];  // page words before the claim
     DeferredFrees frees;  // handles for the evictor to free
+    uint64_t answered_round = 0;  // see CredentialRelay
   };
 
   static void* ThreadMain(void* arg);
@@ -91,8 +101,12 @@ class FaultHandlers {
   void Finish(size_t index, size_t pages, bool fresh = false);
   void Abandon(size_t index, size_t pages, const uint32_t* was);
 
+  void AnswerDoorbell(Handler& h);
+
   Heap* heap_ = nullptr;
   int count_ = 0;
+  std::atomic<int> running_{0};  // handlers not stopped by a read error
+  char* doorbell_ = nullptr;  // null if it could not be registered
   Handler handlers_[kMaxHandlers];
 };
 

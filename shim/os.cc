@@ -2,11 +2,14 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/capability.h>
+#include <linux/securebits.h>
 #include <poll.h>
 #include <sched.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -514,5 +517,46 @@ uint64_t ThreadCpuTimeNs(pthread_t thread) {
 }
 
 uint64_t MonotonicNowNs() { return ClockNs(CLOCK_MONOTONIC); }
+
+// ---------------------------------------------------------------------------
+// Credentials. Raw capget/capset: glibc declares no wrapper for them.
+
+OsResult<ThreadCapabilities> GetThreadCapabilities() {
+  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct data[2];
+  if (syscall(SYS_capget, &header, data) != 0) return {{}, errno};
+  const int securebits = prctl(PR_GET_SECUREBITS, 0, 0, 0, 0);
+  if (securebits < 0) return {{}, errno};
+  ThreadCapabilities caps;
+  for (int i = 0; i < 2; ++i) {
+    caps.effective[i] = data[i].effective;
+    caps.permitted[i] = data[i].permitted;
+    caps.inheritable[i] = data[i].inheritable;
+  }
+  caps.securebits = securebits;
+  return {caps, 0};
+}
+
+OsStatus SetThreadCapabilities(const ThreadCapabilities& caps) {
+  int error = 0;
+  const int securebits = prctl(PR_GET_SECUREBITS, 0, 0, 0, 0);
+  if (securebits >= 0 && securebits != caps.securebits) {
+    // Keep-caps alone needs no privilege; the other bits need CAP_SETPCAP.
+    const bool keep_caps = (caps.securebits & SECBIT_KEEP_CAPS) != 0;
+    const int rc = (securebits ^ caps.securebits) == SECBIT_KEEP_CAPS
+                       ? prctl(PR_SET_KEEPCAPS, keep_caps, 0, 0, 0)
+                       : prctl(PR_SET_SECUREBITS, caps.securebits, 0, 0, 0);
+    if (rc != 0) error = errno;
+  }
+  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct data[2];
+  for (int i = 0; i < 2; ++i) {
+    data[i].effective = caps.effective[i];
+    data[i].permitted = caps.permitted[i];
+    data[i].inheritable = caps.inheritable[i];
+  }
+  if (syscall(SYS_capset, &header, data) != 0 && error == 0) error = errno;
+  return {error};
+}
 
 }  // namespace coldheap::os

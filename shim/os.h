@@ -298,6 +298,23 @@ uint64_t ThreadCpuTimeNs(pthread_t thread);
 // CLOCK_MONOTONIC.
 uint64_t MonotonicNowNs();
 
+// ---------------------------------------------------------------------------
+// Credentials. Capability sets and securebits (PR_SET_KEEPCAPS among them)
+// belong to one thread, not to the process: these act on the calling thread.
+
+struct ThreadCapabilities {
+  uint32_t effective[2] = {};
+  uint32_t permitted[2] = {};
+  uint32_t inheritable[2] = {};
+  int securebits = 0;  // PR_GET_SECUREBITS, SECBIT_KEEP_CAPS included
+};
+
+OsResult<ThreadCapabilities> GetThreadCapabilities();
+// Securebits first (while this thread may still hold CAP_SETPCAP), then
+// the three sets. Fails with EPERM if that would raise a set beyond what
+// the thread is allowed; the first error is returned, the rest still tried.
+OsStatus SetThreadCapabilities(const ThreadCapabilities& caps);
+
 }  // namespace coldheap::os
 
 #endif  // COLDHEAP_SHIM_OS_H_

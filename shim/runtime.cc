@@ -22,10 +22,15 @@
 // has every evicted page written back in place and runs on plain jemalloc.
 // vfork and posix_spawn share the parent's address space and are served by
 // the parent's handlers.
+//
+// set*id() (credentials.h): before glibc applies the change to every thread,
+// our threads take the calling thread's capabilities (thread.h says why).
+// One such round at a time, and none across a fork.
 #include <pthread.h>
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <mutex>
 #include <new>
 
 #include "absl/status/status.h"
@@ -33,6 +38,7 @@
 
 #include "pool/default_registry.h"
 #include "shim/config.h"
+#include "shim/credentials.h"
 #include "shim/evictor.h"
 #include "shim/extent_hooks.h"
 #include "shim/fault_handler.h"
@@ -60,11 +66,19 @@ struct Runtime {
   DenseTier dense;
   int pagemap_fd = -1;
   bool active = false;
+  pid_t pid = 0;  // whose threads ours are (a vfork child shares `runtime`)
 };
 
 // Never destroyed: our threads run until the process's last instruction.
 alignas(Runtime) unsigned char runtime_storage[sizeof(Runtime)];
 Runtime* runtime = nullptr;
+
+// Held through a credential round and the set*id() call it precedes, and
+// from fork's prepare handler to its parent or child handler.
+std::mutex credential_mu;
+// Whether the set*id() call in progress concerns our threads (under
+// credential_mu).
+bool credential_change_engaged = false;
 
 void Disable(absl::string_view why) {
   LogLine(LogLevel::kError, {"disabled, running on plain jemalloc: ", why});
@@ -175,15 +189,18 @@ void AtExit() {
 }
 
 void PrepareFork() {
+  credential_mu.lock();
   if (runtime == nullptr || !runtime->active) return;
   runtime->evictor.Pause();
   runtime->handlers.Pause();
 }
 
 void ParentAfterFork() {
-  if (runtime == nullptr || !runtime->active) return;
-  runtime->handlers.Resume();
-  runtime->evictor.Resume();
+  if (runtime != nullptr && runtime->active) {
+    runtime->handlers.Resume();
+    runtime->evictor.Resume();
+  }
+  credential_mu.unlock();
 }
 
 // A forked child that could not watch its heap (e.g. a daemon that dropped
@@ -206,6 +223,9 @@ void RestoreAndRunPlain(Runtime& rt, absl::string_view why) {
 // In the child only this thread exists, and the region is unwatched: until
 // it is registered again, a touch of an evicted page would read zeros.
 void ChildAfterFork() {
+  credential_mu.unlock();  // this thread's, from PrepareFork
+  // A parent's thread may have held the relay's lock; none of them is here.
+  ShimCredentialRelay().ResetAfterFork();
   if (runtime == nullptr || !runtime->active) return;
   Runtime& rt = *runtime;
   // Nothing allocated here may land in the region: until the pages are
@@ -234,6 +254,7 @@ void ChildAfterFork() {
   if (!rt.evictor.RestartInChild(rt.heap, rt.pagemap_fd)) {
     return RestoreAndRunPlain(rt, "could not start the evictor thread");
   }
+  rt.pid = getpid();
 }
 
 void Start() {
@@ -272,12 +293,30 @@ void Start() {
     line.Write();
   }
   rt.active = true;
+  rt.pid = getpid();
   RemoveStaleStatsFiles();
   pthread_atfork(&PrepareFork, &ParentAfterFork, &ChildAfterFork);
   atexit(&AtExit);
 }
 
 }  // namespace
+
+void BeginCredentialChange() {
+  credential_mu.lock();
+  // A vfork child's set*id() reaches the child alone, not our threads.
+  credential_change_engaged =
+      runtime != nullptr && runtime->active && getpid() == runtime->pid;
+  if (!credential_change_engaged) return;
+  CredentialRelay& relay = ShimCredentialRelay();
+  if (!relay.Ask()) return;
+  const int handlers = runtime->handlers.RingDoorbells();
+  relay.AwaitAnswersAndRelease(handlers + 1);  // and the evictor's
+}
+
+void EndCredentialChange() {
+  if (credential_change_engaged) ShimCredentialRelay().Settle();
+  credential_mu.unlock();
+}
 
 // Runs when the dynamic loader initialises libcoldheap.so, before the
 // program's own constructors.

@@ -3,6 +3,12 @@
 #include <jemalloc/jemalloc.h>
 #include <signal.h>
 
+#include <atomic>
+#include <chrono>
+#include <new>
+
+#include "shim/log.h"
+
 namespace coldheap::shim {
 namespace {
 
@@ -44,6 +50,97 @@ bool StartShimThread(pthread_t* thread, void* (*main)(void*), void* arg) {
   pthread_attr_destroy(&attr);
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
   return ok;
+}
+
+namespace {
+
+bool SameCapabilities(const os::ThreadCapabilities& a,
+                      const os::ThreadCapabilities& b) {
+  for (int i = 0; i < 2; ++i) {
+    if (a.effective[i] != b.effective[i] || a.permitted[i] != b.permitted[i] ||
+        a.inheritable[i] != b.inheritable[i]) {
+      return false;
+    }
+  }
+  return a.securebits == b.securebits;
+}
+
+}  // namespace
+
+bool CredentialRelay::Ask() {
+  os::OsResult<os::ThreadCapabilities> caps = os::GetThreadCapabilities();
+  std::lock_guard<std::mutex> lock(mu_);
+  in_step_ = caps.ok();
+  if (!caps.ok() || (known_ && SameCapabilities(held_, caps.value))) {
+    return false;
+  }
+  asked_ = caps.value;
+  ++round_;
+  answers_ = 0;
+  changed_.notify_all();  // the evictor, asleep between passes
+  return true;
+}
+
+void CredentialRelay::AwaitAnswersAndRelease(int answers) {
+  std::unique_lock<std::mutex> lock(mu_);
+  changed_.wait(lock, [&] { return answers_ >= answers; });
+  released_ = round_;
+  changed_.notify_all();
+}
+
+void CredentialRelay::Settle() {
+  os::OsResult<os::ThreadCapabilities> caps = os::GetThreadCapabilities();
+  std::lock_guard<std::mutex> lock(mu_);
+  known_ = in_step_ && caps.ok();
+  if (known_) held_ = caps.value;
+}
+
+bool CredentialRelay::Answer(uint64_t* answered) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return AnswerLocked(answered);
+}
+
+bool CredentialRelay::AnswerLocked(uint64_t* answered) {
+  if (*answered == round_ || released_ == round_) return false;
+  *answered = round_;
+  os::OsStatus set = os::SetThreadCapabilities(asked_);
+  // Only if the program's threads disagree among themselves (glibc would
+  // abort it without us too) can a set be asked that we cannot take.
+  static std::atomic<bool> said{false};
+  if (!set.ok()) in_step_ = false;
+  if (!set.ok() && !said.exchange(true)) {
+    LogLine(LogLevel::kError,
+            {"a coldheap thread could not take the program's capabilities (",
+             os::ErrnoName(set.error), "); a set*id() call may abort"});
+  }
+  ++answers_;
+  changed_.notify_all();
+  return true;
+}
+
+void CredentialRelay::HoldUntilReleased(uint64_t round) {
+  std::unique_lock<std::mutex> lock(mu_);
+  changed_.wait(lock, [&] { return released_ >= round; });
+}
+
+void CredentialRelay::SleepAnswering(uint64_t ms, uint64_t* answered) {
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+  std::unique_lock<std::mutex> lock(mu_);
+  do {
+    AnswerLocked(answered);
+  } while (changed_.wait_until(lock, deadline) == std::cv_status::no_timeout);
+  AnswerLocked(answered);  // a round opened right at the deadline
+}
+
+void CredentialRelay::ResetAfterFork() { new (this) CredentialRelay(); }
+
+CredentialRelay& ShimCredentialRelay() {
+  // Never destroyed: the evictor sleeps on it until the process's end, and
+  // destroying a condition variable with a waiter blocks.
+  alignas(CredentialRelay) static unsigned char storage[sizeof(CredentialRelay)];
+  static CredentialRelay* relay = new (storage) CredentialRelay();
+  return *relay;
 }
 
 }  // namespace coldheap::shim

@@ -16,6 +16,8 @@
 #include "pool/default_registry.h"
 #include "shim/dense_tier.h"
 #include "shim/evicted_copy.h"
+#include "shim/evictor.h"
+#include "shim/writeback.h"
 #include "shim/os.h"
 
 namespace coldheap::shim {
@@ -229,6 +231,36 @@ TEST_F(RecompressorTest, PageReEvictedIntoTheSameHandleIsNotOverwritten) {
   EXPECT_EQ(PageTable::LoadWord(e), word);
   EXPECT_EQ(e.payload, old);
   pool_->Free(*fresh);
+}
+
+// The pool at its limit writes a dense object to the file: it keeps its
+// codec there, reads back byte for byte, and its dictionary reference goes
+// only when the page comes back.
+TEST_F(RecompressorTest, DenseObjectWrittenBackKeepsItsCodecAndReadsBack) {
+  char dir_template[] = "/tmp/coldheap-rc-XXXXXX";
+  std::string dir = mkdtemp(dir_template);
+  WritebackFile file;
+  ASSERT_TRUE(file.Open(dir.c_str()).ok());
+  heap_.writeback = &file;
+  StoreRecords(600);
+  recompressor_.Run(0, -1);
+  PageWord dense = PageTable::Load(table_.at(42));
+  ASSERT_NE(dense.codec, 0);
+  uint64_t refs = dense_.pages(dense.codec);
+  pool::Handle object = table_.at(42).payload;
+  ASSERT_TRUE(WriteBackObject(&heap_, *pool_, object));
+  pool_->Free(object);  // what Shrink does after its evict callback
+  PageWord written = PageTable::Load(table_.at(42));
+  EXPECT_EQ(written.state, PageState::kWrittenBack);
+  EXPECT_EQ(written.codec, dense.codec);
+  EXPECT_EQ(written.size, dense.size);
+  EXPECT_EQ(stats_.dense_written_back_pages.load(), 1u);
+  EXPECT_EQ(Read(42), pages_[42]);
+  EXPECT_EQ(dense_.pages(dense.codec), refs);
+  DropEvictedCopy(heap_, table_.at(42), written, nullptr);
+  EXPECT_EQ(dense_.pages(dense.codec), refs - 1);
+  heap_.writeback = nullptr;
+  rmdir(dir.c_str());
 }
 
 std::vector<char> TrainDictionary(uint64_t seed0) {
