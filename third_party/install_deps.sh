@@ -12,7 +12,8 @@ packages=(
   python3 libpython3.11-testsuite sqlite3 jq perl
   # footprint benchmarks and plots
   redis-server redis-tools memcached libmemcached-tools gnuplot-nox
-  # promtool checks the Prometheus exposition (tests/shim/prometheus_test)
+  # promtool checks the Prometheus exposition (tests/shim: prometheus_test,
+  # launcher/launcher_test)
   prometheus
 )
 
