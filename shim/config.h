@@ -32,7 +32,7 @@
 // | WRITEBACK_FILE           | none     | empty or a path                           |
 // | FAULT_AROUND             | 0        | integer 0..64                             |
 // | EVICT_ALL_AT             | 0 (off)  | duration <= 24h                           |
-// | DENSE                    | off      | off, zstd or zstd:LEVEL, LEVEL 1..19 (3)  |
+// | DENSE                    | zstd:3   | off, zstd or zstd:LEVEL, LEVEL 1..19 (3)  |
 // | DENSE_AGE                | auto     | auto or duration <= 24h; 0 = first scan   |
 // STATS=prometheus:PATH writes Prometheus's text format to PATH, or, if PATH
 // ends with '/', replaces DIR/coldheap_<pid>.prom atomically (node_exporter's
@@ -114,7 +114,7 @@ struct Config {
   uint32_t fault_around_pages = 0;
   uint64_t evict_all_at_ms = 0;  // 0: off
   // COLDHEAP_DENSE; dense_level is used when kZstd.
-  DenseKind dense = DenseKind::kOff;
+  DenseKind dense = DenseKind::kZstd;
   uint32_t dense_level = 3;
   // COLDHEAP_DENSE_AGE: auto, or dense_age_ms.
   bool dense_age_auto = true;

@@ -240,7 +240,7 @@ TEST(ConfigDefaults, MatchTheDocumentedTable) {
   EXPECT_EQ(c.evict_all_at_ms, 0u);
   EXPECT_EQ(c.stats_format, StatsFormat::kText);
   EXPECT_FALSE(c.stats_path_is_dir);
-  EXPECT_EQ(c.dense, DenseKind::kOff);
+  EXPECT_EQ(c.dense, DenseKind::kZstd);
   EXPECT_EQ(c.dense_level, 3u);
   EXPECT_TRUE(c.dense_age_auto);
   EXPECT_EQ(c.dense_age_ms, 0u);
@@ -842,8 +842,8 @@ TEST(ConfigStats, PrometheusNeedsAPathOfAtMost255Bytes) {
 // ---------------------------------------------------------------------------
 // COLDHEAP_DENSE and COLDHEAP_DENSE_AGE.
 
-TEST(ConfigDense, OffByDefaultZstdKeepsLevel3AndLevelsGoFrom1To19) {
-  EXPECT_EQ(kDefaultConfig.dense, DenseKind::kOff);
+TEST(ConfigDense, OnByDefaultZstdKeepsLevel3AndLevelsGoFrom1To19) {
+  EXPECT_EQ(kDefaultConfig.dense, DenseKind::kZstd);
   EXPECT_EQ(ExpectAccepted("COLDHEAP_DENSE", "off").dense, DenseKind::kOff);
   Config zstd = ExpectAccepted("COLDHEAP_DENSE", "zstd");
   EXPECT_EQ(zstd.dense, DenseKind::kZstd);
@@ -859,7 +859,7 @@ TEST(ConfigDense, RejectsBadForms) {
   EXPECT_EQ(ParseOne("COLDHEAP_DENSE", "zstd:20").stderr_text,
             "coldheap: COLDHEAP_DENSE='zstd:20' is out of range (accepted: "
             "off, zstd or zstd:LEVEL with LEVEL from 1 to 19, e.g. zstd:9); "
-            "using the default off\n");
+            "using the default zstd:3\n");
   for (const char* bad : {"", "on", "lz4", "zstd:", "zstd:0", "zstd:-1",
                           "zstd:+3", "zstd:3.5", "zstd: 3", "zstd:3x", "zstd9",
                           "zstd::3", "zst", "zstd:99999999999999999999"}) {
@@ -964,7 +964,7 @@ TEST(ConfigLog, DefaultConfigurationLogsNoneForUnsetOptions) {
             std::string::npos);
   EXPECT_NE(text.find("coldheap: COLDHEAP_PROMOTION_RATE=0.2%\n"),
             std::string::npos);
-  EXPECT_NE(text.find("coldheap: COLDHEAP_DENSE=off\n"), std::string::npos);
+  EXPECT_NE(text.find("coldheap: COLDHEAP_DENSE=zstd:3\n"), std::string::npos);
   EXPECT_NE(text.find("coldheap: COLDHEAP_DENSE_AGE=auto\n"),
             std::string::npos);
 }

@@ -248,8 +248,8 @@ TEST(ShimIntegration, EveryPageSurvivesBothTiersUnderStress) {
   ExpectDenseRoundTrips(RunWorkload({"churn", "4", "5"}, true, kDenseStress));
 }
 
-TEST(ShimIntegration, DenseTierIsOffByDefault) {
-  RunResult run = RunWorkload({"fill", "2", "8"});
+TEST(ShimIntegration, DenseTierOffLeavesEveryPageToLz4) {
+  RunResult run = RunWorkload({"fill", "2", "8"}, true, {"COLDHEAP_DENSE=off"});
   ExpectEvictedAndRestored(run);
   EXPECT_EQ(run.stats.at("dense_recompressed_pages"), 0u);
   EXPECT_EQ(run.stats.at("dense_memory_bytes"), 0u);
