@@ -56,6 +56,24 @@ constexpr Row kRows[] = {
      "stored pages' size / pool total size"},
     {"pool", "pool limit hit", "pool_limit_hit", Unit::kCount,
      "times the pool was full"},
+    {"dense tier", "dense pages", "dense_pages", Unit::kPages,
+     "of the stored pages, recompressed with zstd"},
+    {"dense tier", "dense data", "dense_bytes", Unit::kBytes,
+     "their compressed size"},
+    {"dense tier", "dense ratio", "dense_ratio", Unit::kRatio,
+     "their size / dense data"},
+    {"dense tier", "dictionary", "dense_dictionary_bytes", Unit::kBytes,
+     "the current one, trained on this process's pages"},
+    {"dense tier", "dictionary generation", "dense_dictionary_generation",
+     Unit::kCount, "dictionaries trained so far"},
+    {"dense tier", "dense tier memory", "dense_memory_bytes", Unit::kBytes,
+     "mapped for dictionaries and zstd contexts"},
+    {"dense tier", "recompressed pages", "dense_recompressed_pages",
+     Unit::kCount, "LZ4 copies replaced"},
+    {"dense tier", "kept LZ4", "dense_kept_pages", Unit::kCount,
+     "recompressed without a smaller size class"},
+    {"dense tier", "dense refaults", "dense_refaults", Unit::kCount,
+     "dense pages touched again"},
     {"memory", "resident heap pages", "resident_pages", Unit::kPages,
      "in memory"},
     {"memory", "heap pages", "heap_pages", Unit::kPages,
@@ -89,14 +107,16 @@ constexpr Row kRows[] = {
     {"activity", "scans", "scans", Unit::kCount, ""},
     {"costs", "evictor CPU", "evictor_cpu_us", Unit::kMicros, ""},
     {"costs", "fault handler CPU", "handler_cpu_us", Unit::kMicros, ""},
+    {"costs", "dense tier CPU", "dense_cpu_us", Unit::kMicros,
+     "recompression and training (in the evictor's)"},
     {"costs", "refault stall", "refault_stall_us", Unit::kMicros, ""},
     {"costs", "refault cost", "refault_cost_us", Unit::kMicros, ""},
     {"costs", "refault cost now", "refault_cost_ppm", Unit::kPpmOfCore,
      "of one core: handler CPU + stalled threads (smoothed)"},
 };
 
-constexpr absl::string_view kGroups[] = {"pool", "memory", "activity",
-                                         "costs"};
+constexpr absl::string_view kGroups[] = {"pool", "dense tier", "memory",
+                                         "activity", "costs"};
 
 double Value(const Snapshot& snapshot, absl::string_view name) {
   return snapshot.Number(name).value_or(0);
@@ -160,8 +180,10 @@ std::string GroupExtras(absl::string_view group, const Snapshot& snapshot,
     std::optional<double> same = snapshot.Number("same_filled_pages");
     std::optional<double> pool = snapshot.Number("pool_total_size");
     if (!stored || !same || !pool) return "";
-    double saved = (*stored + *same) * os::kPageSize - *pool;
-    return Line("saved", MiB(saved), "evicted pages' size - pool total size");
+    double dense = Value(snapshot, "dense_memory_bytes");
+    double saved = (*stored + *same) * os::kPageSize - *pool - dense;
+    return Line("saved", MiB(saved),
+                "evicted pages' size - pool total size - dense tier memory");
   }
   if (group == "activity") {
     std::optional<double> mistakes = snapshot.Number("mistakes");
