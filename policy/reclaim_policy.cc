@@ -88,12 +88,16 @@ double ReclaimPolicy::UpdateRates(const ScanReport& report) {
     Smooth(promotions_per_minute_, refaults * kMinuteMs / dt, weight);
     Smooth(unlearned_per_minute_, unlearned * kMinuteMs / dt, weight);
     Smooth(refault_ns_per_ms_, cost / dt, dt / (dt + kCostSmoothingMs));
+    double dense = static_cast<double>(report.dense_cost_ns_total -
+                                       last_dense_cost_ns_);
+    Smooth(dense_ns_per_ms_, dense / dt, dt / (dt + kCostSmoothingMs));
   }
   seen_report_ = true;
   last_now_ms_ = report.now_ms;
   last_refaults_ = report.refaults_total;
   last_unlearned_ = report.unlearned_refaults_total;
   last_refault_cost_ns_ = report.refault_cost_ns_total;
+  last_dense_cost_ns_ = report.dense_cost_ns_total;
   return dt;
 }
 
@@ -184,8 +188,10 @@ uint64_t ReclaimPolicy::PageCap(const ScanReport& report, bool count_mistakes) {
   double mistakes_ns =
       count_mistakes ? refault_ns_per_ms_ * settings_.scan_interval_ms : 0;
   if (mistakes_ns >= budget_ns) return 0;  // let the mistakes subside first
+  double left = budget_ns - mistakes_ns - dense_ns_per_ms_ * settings_.scan_interval_ms;
+  if (left <= 0) return 0;
   return std::max<uint64_t>(
-      static_cast<uint64_t>((budget_ns - mistakes_ns) / std::max<uint64_t>(per_page, 1)), 1);
+      static_cast<uint64_t>(left / std::max<uint64_t>(per_page, 1)), 1);
 }
 
 }  // namespace coldheap::policy

@@ -35,7 +35,8 @@
 //    coldheap's work: the evictor's, and the cost of its mistakes, the
 //    refaults (the handlers' CPU to serve them plus the time the faulting
 //    threads stood still; the shim reports both as refault_cost_ns). The
-//    smoothed cost of refaults is taken off the budget first; what is left
+//    smoothed cost of refaults is taken off the budget first, then that of
+//    the dense tier's recompression (at most a quarter, see the evictor); what is left
 //    caps the pages the evictor may process per scan, at its measured cost
 //    per page. When mistakes alone use up the budget, nothing new is taken
 //    out until they subside (unless the footprint is over COLDHEAP_TARGET:
@@ -79,6 +80,9 @@ struct ScanReport {
   // What refaults (from the pool and from probation) cost, since start:
   // handler CPU plus the faulting threads' stall, in ns.
   uint64_t refault_cost_ns_total = 0;
+  // The dense tier's CPU since start (recompression and training): it
+  // shares the budget, so eviction gets what the two leave.
+  uint64_t dense_cost_ns_total = 0;
   // Background work of the previous scan: pages taken out (put on probation)
   // and all the CPU the scan spent, so that cpu_ns / pages_processed is
   // the whole cost of a page (its compression at the next scan and the
@@ -132,11 +136,13 @@ class ReclaimPolicy {
   uint64_t last_refaults_ = 0;
   uint64_t last_unlearned_ = 0;
   uint64_t last_refault_cost_ns_ = 0;
+  uint64_t last_dense_cost_ns_ = 0;
   // Moving averages (kRateSmoothingMs, kCostSmoothingMs): refaults per minute, and the
   // cost of refaults in ns per ms of wall time (which is ppm of a core).
   double promotions_per_minute_ = 0;
   double unlearned_per_minute_ = 0;
   double refault_ns_per_ms_ = 0;
+  double dense_ns_per_ms_ = 0;  // kCostSmoothingMs
   // Measured cost of one page of background work (EWMA), in ns.
   uint64_t ns_per_page_ = 0;
 };

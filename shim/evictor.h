@@ -149,6 +149,7 @@ class Evictor {
   // The dense tier's share of the CPU budget (see Densify).
   Recompressor recompressor_;
   int64_t dense_credit_ns_ = 0;
+  int64_t dense_debt_ns_ = 0;  // trainings not yet paid back
   uint64_t last_pass_ns_ = 0;
   uint64_t last_refault_cost_ns_ = 0;
   page_region regions_[512];     // PAGEMAP_SCAN output, reused

@@ -300,6 +300,27 @@ TEST(ReclaimPolicyTest, RefaultCostComesOffTheCpuBudget) {
   EXPECT_NEAR(static_cast<double>(d.refault_cost_ppm), 10'000, 100);
 }
 
+// The dense tier's recompression shares the budget too: eviction gets what
+// refaults and the tier leave.
+TEST(ReclaimPolicyTest, DenseTierCostComesOffTheCpuBudget) {
+  Trace quiet(Defaults());
+  Trace dense(Defaults());
+  uint64_t full = 0;
+  Decision d;
+  for (int s = 0; s < 600; ++s) {
+    full = quiet.Scan().max_pages;
+    dense.report().dense_cost_ns_total += 5'000'000;   // a quarter
+    dense.report().refault_cost_ns_total += 5'000'000;  // and as much again
+    d = dense.Scan();
+  }
+  EXPECT_NEAR(static_cast<double>(d.max_pages), full / 2.0, full * 0.02);
+  for (int s = 0; s < 300; ++s) {
+    dense.report().dense_cost_ns_total += 25'000'000;  // more than all
+    d = dense.Scan();
+  }
+  EXPECT_EQ(d.max_pages, 0u);
+}
+
 TEST(ReclaimPolicyTest, RefaultCostOverBudgetStopsNewEvictions) {
   Trace trace(Defaults());
   for (int s = 0; s < 300; ++s) {
