@@ -578,10 +578,15 @@ void Evictor::CompressStaged(size_t slot, bool pool_full) {
 void Evictor::MoveBack(size_t slot, PageEntry& e) {
   if (!PageTable::Transition(e, PageState::kStaged, PageState::kClaimed)) return;
   char* dst = heap_->region->PageAddress(slot_page_[slot]);
-  os::OsResult<size_t> r;
-  do {
-    r = os::Copy(heap_->uffd, dst, heap_->staging.Slot(slot), kPageSize);
-  } while (!r.ok() && r.error == EAGAIN && r.value == 0);
+  // The slot holds the only copy: the page must go back before it is
+  // published resident. ENOMEM is the kernel short of a page for a moment:
+  // back off and retry. ESRCH: the process is exiting, nothing reads it.
+  for (int tries = 0;; ++tries) {
+    os::OsResult<size_t> r =
+        os::Copy(heap_->uffd, dst, heap_->staging.Slot(slot), kPageSize);
+    if (r.ok() || r.error == ESRCH) break;
+    if (tries >= 8) SleepMs(1);
+  }
   uint8_t tries = e.poor_compressions < 6 ? e.poor_compressions + 1 : 6;
   e.poor_compressions = tries;
   e.skip_scans = static_cast<uint8_t>(1u << tries) > kMaxBackoffScans

@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "absl/strings/string_view.h"
+#include "shim/os.h"
 
 namespace coldheap::shim {
 namespace {
@@ -118,6 +119,9 @@ void Format(const Stats& s, Text& t) {
   t.Line("written_back_pages", Get(s.written_back_pages));
   t.Line("file_pages", Get(s.file_pages));
   t.Line("scans", Get(s.scans));
+  // Kept by the os:: layer, which every kernel call goes through.
+  t.Line("os_failures", os::FailureCount());
+  t.Line("os_failures_injected", os::InjectedFailureCount());
   t.Line("evictor_cpu_us", Get(s.evictor_cpu_ns) / 1000);
   t.Line("handler_cpu_us", Get(s.handler_cpu_ns) / 1000);
   t.Line("refault_stall_us", Get(s.refault_stall_ns) / 1000);

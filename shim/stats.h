@@ -63,6 +63,10 @@ struct Stats {
   Counter written_back_pages{0};  // pages written to the writeback file
   Counter file_pages{0};          // pages now held in the writeback file
   Counter scans{0};
+  // Also written, from the os:: layer's own counts (os::FailureCount):
+  // os_failures (kernel calls that failed and were handled: page kept
+  // resident, scan skipped, ...) and os_failures_injected (of those, the
+  // ones the fault-injection test build made fail on purpose).
 
   // Costs.
   Counter evictor_cpu_ns{0};

@@ -3,6 +3,8 @@
 #include <jemalloc/jemalloc.h>
 #include <signal.h>
 
+#include "shim/os.h"
+
 namespace coldheap::shim {
 namespace {
 
@@ -40,7 +42,7 @@ bool StartShimThread(pthread_t* thread, void* (*main)(void*), void* arg) {
   pthread_attr_t attr;
   pthread_attr_init(&attr);
   pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-  bool ok = pthread_create(thread, &attr, main, arg) == 0;
+  bool ok = os::CreateThread(thread, &attr, main, arg).ok();
   pthread_attr_destroy(&attr);
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
   return ok;
