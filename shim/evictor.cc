@@ -154,6 +154,7 @@ size_t Evictor::Reclaim(const policy::ScanReport& report) {
                              : report.heap_pages * kPageSize *
                                    heap_->config->max_pool_percent / 100;
   pool_limit_tripped_ = pool_full;
+  writeback_stalled_ = false;
   if (pool_full && heap_->writeback != nullptr) {
     std::lock_guard<std::mutex> lock(batch_mu_);
     pool_full = !WriteBack();
@@ -467,11 +468,15 @@ bool Evictor::WriteBack() {
   uint64_t goal = pool_limit_bytes_ / 100 * heap_->config->accept_threshold_percent;
   uint64_t total = heap_->pool->TotalSize();
   if (total <= goal) return true;
+  if (writeback_stalled_) return false;
   // A page at a time, so a handler freeing a handle waits one step at most.
   for (uint64_t pages = (total - goal + kPageSize - 1) / kPageSize; pages > 0;) {
     std::lock_guard<std::mutex> shrinking(heap_->writeback->shrink_mu);
     absl::StatusOr<size_t> freed = heap_->pool->Shrink(1);
-    if (!freed.ok() || *freed == 0) break;
+    if (!freed.ok() || *freed == 0) {
+      writeback_stalled_ = true;
+      break;
+    }
     pages = *freed >= pages ? 0 : pages - *freed;
   }
   return heap_->pool->TotalSize() <= goal;

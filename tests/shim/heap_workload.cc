@@ -10,6 +10,8 @@
 //   fork MB                the child sees evicted pages; both keep evicting
 //   forknofd MB            a child that cannot open a userfaultfd (no free
 //                          file descriptor) still sees all its data
+//   aslimit MB             RLIMIT_AS caps the address space after a first
+//                          eviction: the pool cannot grow
 //   forkshared MB          pages shared with a child are evicted in the parent
 //   forkstorm N            N children in a row, each verifying the heap
 //   spawn                  posix_spawn and vfork+exec with an evicted heap
@@ -289,6 +291,29 @@ int ModeForkNoFd(size_t mb) {
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) Fail("forknofd: child failed");
   WaitForEviction();
   VerifyAll(blocks, "forknofd: parent");
+  return 0;
+}
+
+// The address space capped (RLIMIT_AS at what the process maps now, as a
+// container's limit would) after a first eviction: the pool cannot grow,
+// so pages that do not fit stay resident, and every byte still reads back.
+// Only existing blocks are rewritten: a new allocation could need a mapping.
+int ModeAsLimit(size_t mb) {
+  std::vector<Block> blocks = Allocate(mb, 31);
+  WaitForEviction();
+  VerifyAll(blocks, "aslimit: before the limit");
+  long pages = 0;
+  FILE* statm = fopen("/proc/self/statm", "r");
+  CheckIo(statm != nullptr && fscanf(statm, "%ld", &pages) == 1, "statm");
+  fclose(statm);
+  rlimit limit;
+  limit.rlim_cur = limit.rlim_max = static_cast<rlim_t>(pages) * 4096;
+  CheckIo(setrlimit(RLIMIT_AS, &limit) == 0, "setrlimit(RLIMIT_AS)");
+  for (int round = 0; round < 3; ++round) {
+    for (Block& b : blocks) Fill(b.data, b.size, b.seed += 1000);
+    WaitForEviction();
+    VerifyAll(blocks, "aslimit: under the limit");
+  }
   return 0;
 }
 
@@ -638,6 +663,7 @@ int main(int argc, char** argv) {
   }
   if (mode == "pausedlocker") return ModePausedLocker(static_cast<int>(arg(2, 20)));
   if (mode == "forknofd") return ModeForkNoFd(arg(2, 16));
+  if (mode == "aslimit") return ModeAsLimit(arg(2, 32));
   if (mode == "forkshared") return ModeForkShared(arg(2, 8));
   if (mode == "forkstorm") return ModeForkStorm(static_cast<int>(arg(2, 20)));
   if (mode == "spawn") return ModeSpawn();
