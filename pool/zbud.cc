@@ -238,6 +238,9 @@ class ZbudPool final : public Zpool {
   // Objects never move, so there is nothing to compact.
   size_t Compact() override { return 0; }
   uint64_t TotalSize() const override { return source_.bytes(); }
+  size_t StoredSize(size_t size) const override {
+    return size_t{ChunksFor(size)} * kChunkSize;
+  }
 
   PageSource& page_source() const { return source_.source(); }
   size_t self_pages() const { return self_pages_; }

@@ -112,6 +112,11 @@ class Zpool {
 
   // Bytes this pool holds from its PageSource right now.
   virtual uint64_t TotalSize() const = 0;
+
+  // Bytes an object of `size` (1..kMaxObjectSize) takes in this pool: its
+  // size class (zsmalloc) or its chunks (zbud). A recompression frees memory
+  // only when it lowers this, as zram's recompression rule says.
+  virtual size_t StoredSize(size_t size) const = 0;
 };
 
 // Maps a handle for the lifetime of the guard.

@@ -79,6 +79,9 @@ class ZsPool final : public Zpool {
   void* Map(Handle handle, MapMode mode) override;
   void Unmap(Handle handle) override;
   size_t Compact() override;
+  size_t StoredSize(size_t size) const override {
+    return GeometryOf(ClassIndexOf(size)).object_size;
+  }
   uint64_t TotalSize() const override {
     return account_.held_pages() * kPageSize;
   }

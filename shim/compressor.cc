@@ -18,19 +18,33 @@ Compressor::~Compressor() {
   if (workspace_ != nullptr) (void)os::Release(workspace_, workspace_bytes_);
 }
 
-bool Compressor::Init(CompressorKind kind) {
+// LZ4's state lives on the stack (LZ4_HEAPMODE=0): 16 KiB, no workspace.
+// zstd needs a compression and a decompression context; the dense tier a
+// second decompression context, set to its frame format once.
+bool Compressor::Init(CompressorKind kind, bool dense) {
   kind_ = kind;
-  // LZ4's state lives on the stack (LZ4_HEAPMODE=0): 16 KiB, no workspace.
-  if (kind == CompressorKind::kLz4) return true;
-  size_t cbytes = ZSTD_estimateCCtxSize(kZstdLevel);
-  size_t dbytes = ZSTD_estimateDCtxSize();
-  workspace_bytes_ = (cbytes + dbytes + kPageSize - 1) & ~(kPageSize - 1);
+  size_t cbytes = kind == CompressorKind::kZstd ? ZSTD_estimateCCtxSize(kZstdLevel) : 0;
+  size_t dbytes = (ZSTD_estimateDCtxSize() + 63) & ~size_t{63};
+  size_t contexts = (kind == CompressorKind::kZstd ? 1 : 0) + (dense ? 1 : 0);
+  if (contexts == 0) return true;
+  workspace_bytes_ =
+      (cbytes + contexts * dbytes + kPageSize - 1) & ~(kPageSize - 1);
   os::OsResult<void*> reserved = os::Reserve(workspace_bytes_);
   if (!reserved.ok()) return false;
-  void* ws = reserved.value;
+  auto* ws = static_cast<char*>(reserved.value);
   workspace_ = ws;
+  if (dense) {
+    dense_dctx_ = ZSTD_initStaticDCtx(ws, dbytes);
+    if (dense_dctx_ == nullptr ||
+        ZSTD_isError(ZSTD_DCtx_setParameter(dense_dctx_, ZSTD_d_format,
+                                            ZSTD_f_zstd1_magicless))) {
+      return false;
+    }
+    ws += dbytes;
+  }
+  if (kind == CompressorKind::kLz4) return true;
   cctx_ = ZSTD_initStaticCCtx(ws, cbytes);
-  dctx_ = ZSTD_initStaticDCtx(static_cast<char*>(ws) + cbytes, dbytes);
+  dctx_ = ZSTD_initStaticDCtx(ws + cbytes, dbytes);
   if (cctx_ == nullptr || dctx_ == nullptr) return false;
   return !ZSTD_isError(
       ZSTD_CCtx_setParameter(cctx_, ZSTD_c_compressionLevel, kZstdLevel));
@@ -54,6 +68,16 @@ bool Compressor::Decompress(const void* in, size_t size, void* page) {
                                kPageSize) == static_cast<int>(kPageSize);
   }
   size_t n = ZSTD_decompressDCtx(dctx_, page, kPageSize, in, size);
+  return n == kPageSize;
+}
+
+bool Compressor::DecompressDense(const ZSTD_DDict_s* dictionary, const void* in,
+                                 size_t size, void* page) {
+  if (dense_dctx_ == nullptr ||
+      ZSTD_isError(ZSTD_DCtx_refDDict(dense_dctx_, dictionary))) {
+    return false;
+  }
+  size_t n = ZSTD_decompressDCtx(dense_dctx_, page, kPageSize, in, size);
   return n == kPageSize;
 }
 

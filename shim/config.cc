@@ -288,6 +288,8 @@ enum class Setting : uint8_t {
   kWritebackFile,
   kFaultAround,
   kEvictAllAt,
+  kDense,
+  kDenseAge,
 };
 
 struct Variable {
@@ -319,8 +321,10 @@ constexpr Variable kVariables[] = {
      false},
     {Setting::kRegionSize, "COLDHEAP_REGION_SIZE", "a size",
      "a size with an optional K, M, G or T from 64M to 64T, e.g. 64G", false},
-    {Setting::kStats, "COLDHEAP_STATS", "a path",
-     "empty, stderr or a file path of at most 255 bytes", true},
+    {Setting::kStats, "COLDHEAP_STATS", "a stats destination",
+     "empty, stderr, a file path, or prometheus: and a file path or a "
+     "directory ending in /, paths of at most 255 bytes",
+     true},
     {Setting::kLog, "COLDHEAP_LOG", "a log level", "off, error, info or debug",
      false},
     {Setting::kPromotionRate, "COLDHEAP_PROMOTION_RATE", "a percentage",
@@ -337,6 +341,12 @@ constexpr Variable kVariables[] = {
      "an integer from 0 to 64", false},
     {Setting::kEvictAllAt, "COLDHEAP_EVICT_ALL_AT", "a duration",
      "0 (off) or a number with ms, s or m up to 1440m, e.g. 30s", false},
+    {Setting::kDense, "COLDHEAP_DENSE", "a dense tier setting",
+     "off, zstd or zstd:LEVEL with LEVEL from 1 to 19, e.g. zstd:9", false},
+    {Setting::kDenseAge, "COLDHEAP_DENSE_AGE", "a duration",
+     "auto or a number with ms, s or m up to 1440m, e.g. 10m; 0 = at the "
+     "first scan",
+     false},
 };
 
 constexpr string_view kSwitchNames[] = {"1", "true",  "yes", "on",
@@ -344,6 +354,60 @@ constexpr string_view kSwitchNames[] = {"1", "true",  "yes", "on",
 constexpr string_view kZpoolNames[] = {"zsmalloc", "zbud"};
 constexpr string_view kCompressorNames[] = {"lz4", "zstd"};
 constexpr string_view kLogNames[] = {"off", "error", "info", "debug"};
+
+constexpr string_view kPrometheusPrefix = "prometheus:";
+
+// COLDHEAP_STATS: "", stderr, PATH or prometheus:PATH (a directory if it
+// ends with '/'). Like a path, the value is taken exactly as given.
+Problem ParseStats(string_view text, Config& config) {
+  if (text == "stderr") {
+    config.stats = StatsDestination::kStderr;
+    config.stats_path[0] = '\0';
+    return Problem::kNone;
+  }
+  StatsFormat format = StatsFormat::kText;
+  if (text.substr(0, kPrometheusPrefix.size()) == kPrometheusPrefix) {
+    text.remove_prefix(kPrometheusPrefix.size());
+    // prometheus:stderr is not offered; a file so named is ./stderr.
+    if (text.empty() || text == "stderr") return Problem::kMalformed;
+    format = StatsFormat::kPrometheus;
+  }
+  Problem problem = ParsePath(text, config.stats_path);
+  if (problem != Problem::kNone) return problem;
+  config.stats =
+      text.empty() ? StatsDestination::kNone : StatsDestination::kFile;
+  config.stats_format = format;
+  config.stats_path_is_dir =
+      format == StatsFormat::kPrometheus && text.back() == '/';
+  return Problem::kNone;
+}
+
+// COLDHEAP_DENSE: off, zstd or zstd:LEVEL.
+Problem ParseDense(string_view text, Config& config) {
+  if (text.empty()) return Problem::kEmpty;
+  if (EqualsIgnoreCase(text, "off")) {
+    config.dense = DenseKind::kOff;
+    return Problem::kNone;
+  }
+  constexpr string_view kZstd = "zstd";
+  if (text.size() < kZstd.size() ||
+      !EqualsIgnoreCase(text.substr(0, kZstd.size()), kZstd)) {
+    return Problem::kMalformed;
+  }
+  text.remove_prefix(kZstd.size());
+  uint64_t level = kDefaultConfig.dense_level;
+  if (!text.empty()) {
+    if (text.front() != ':') return Problem::kMalformed;
+    text.remove_prefix(1);
+    Problem problem =
+        ParseInteger(text, kMinDenseLevel, kMaxDenseLevel, false, level);
+    if (problem == Problem::kEmpty) return Problem::kMalformed;
+    if (problem != Problem::kNone) return problem;
+  }
+  config.dense = DenseKind::kZstd;
+  config.dense_level = static_cast<uint32_t>(level);
+  return Problem::kNone;
+}
 
 // Parses `text` into the field of `setting`. Leaves `config` unchanged unless
 // it returns Problem::kNone.
@@ -406,17 +470,7 @@ Problem ParseSetting(Setting setting, string_view text, Config& config) {
       }
       return problem;
     case Setting::kStats:
-      if (text == "stderr") {
-        config.stats = StatsDestination::kStderr;
-        config.stats_path[0] = '\0';
-        return Problem::kNone;
-      }
-      problem = ParsePath(text, config.stats_path);
-      if (problem == Problem::kNone) {
-        config.stats =
-            text.empty() ? StatsDestination::kNone : StatsDestination::kFile;
-      }
-      return problem;
+      return ParseStats(text, config);
     case Setting::kLog:
       problem = ParseKeyword(text, kLogNames, index);
       if (problem == Problem::kNone) {
@@ -439,6 +493,17 @@ Problem ParseSetting(Setting setting, string_view text, Config& config) {
       return problem;
     case Setting::kEvictAllAt:
       return ParseDuration(text, 0, kMaxDurationMs, config.evict_all_at_ms);
+    case Setting::kDense:
+      return ParseDense(text, config);
+    case Setting::kDenseAge:
+      if (EqualsIgnoreCase(text, "auto")) {
+        config.dense_age_auto = true;
+        config.dense_age_ms = 0;
+        return Problem::kNone;
+      }
+      problem = ParseDuration(text, 0, kMaxDurationMs, config.dense_age_ms);
+      if (problem == Problem::kNone) config.dense_age_auto = false;
+      return problem;
   }
   return Problem::kMalformed;
 }
@@ -487,6 +552,9 @@ void AppendSetting(LineWriter& line, Setting setting, const Config& config) {
     case Setting::kStats:
       if (config.stats == StatsDestination::kStderr) {
         line.Append("stderr");
+      } else if (config.stats_format == StatsFormat::kPrometheus) {
+        line.Append(kPrometheusPrefix);
+        AppendPath(line, config.stats_path);
       } else {
         AppendPath(line, config.stats == StatsDestination::kFile
                              ? config.stats_path
@@ -510,6 +578,20 @@ void AppendSetting(LineWriter& line, Setting setting, const Config& config) {
       return;
     case Setting::kEvictAllAt:
       AppendDuration(line, config.evict_all_at_ms);
+      return;
+    case Setting::kDense:
+      if (config.dense == DenseKind::kOff) {
+        line.Append("off");
+      } else {
+        line.Append("zstd:").AppendUint(config.dense_level);
+      }
+      return;
+    case Setting::kDenseAge:
+      if (config.dense_age_auto) {
+        line.Append("auto");
+      } else {
+        AppendDuration(line, config.dense_age_ms);
+      }
       return;
   }
 }

@@ -28,13 +28,15 @@
 // | COLDHEAP_ZPOOL                    | zsmalloc | zsmalloc or zbud                                                   |
 // | COLDHEAP_COMPRESSOR               | lz4      | lz4 or zstd                                                        |
 // | COLDHEAP_REGION_SIZE              | 64G      | a size from 64M to 64T, rounded up to a multiple of 2M             |
-// | COLDHEAP_STATS                    | none     | empty (none), stderr, or a file path of at most 255 bytes          |
+// | COLDHEAP_STATS                    | none     | empty (none), stderr, a file path, or prometheus:PATH (see below)  |
 // | COLDHEAP_LOG                      | error    | off, error, info or debug                                          |
 // | COLDHEAP_PROMOTION_RATE           | 0.2%     | percent per minute, a decimal from 0 to 100, e.g. 0.2 or 0.2%      |
 // | COLDHEAP_CPU_BUDGET               | 2%       | percent of one core, a decimal from 0.1 to 100, e.g. 2 or 0.5%     |
 // | COLDHEAP_WRITEBACK_FILE           | none     | empty (none) or a file path of at most 255 bytes                   |
 // | COLDHEAP_FAULT_AROUND             | 0        | an integer from 0 to 64                                            |
 // | COLDHEAP_EVICT_ALL_AT             | 0 (off)  | a duration up to 1440m; 0 = off                                    |
+// | COLDHEAP_DENSE                    | off      | off, zstd or zstd:LEVEL with LEVEL an integer from 1 to 19 (zstd=3)|
+// | COLDHEAP_DENSE_AGE                | auto     | auto or a duration up to 1440m; 0 = at the first scan              |
 //
 // What they mean:
 // - ENABLE=off: the program runs on plain jemalloc; nothing is evicted.
@@ -49,7 +51,10 @@
 //   below this percent of its limit (zswap's accept_threshold_percent).
 // - REGION_SIZE: address space reserved (MAP_NORESERVE) for the heap.
 // - STATS: where statistics go. A path is absolute or relative to the
-//   working directory.
+//   working directory; paths are at most 255 bytes. prometheus:PATH writes
+//   Prometheus's text exposition format to the file PATH instead, or, when
+//   PATH ends with '/', to DIR/coldheap_<pid>.prom, replaced atomically (for
+//   node_exporter's textfile collector).
 // - LOG: error (the default) prints errors and warnings about configuration
 //   and fallbacks only; info adds the configuration in effect and set-up
 //   facts; debug adds detail for developers.
@@ -66,6 +71,12 @@
 //   exactly those it touches afterwards, so the footprint of such a run is
 //   the best any page-granular policy could do (the footprint runner's
 //   oracle). The other eviction settings are ignored.
+// - DENSE: a dense tier. Pages that stay long in the pool are recompressed
+//   in the background with zstd at LEVEL, using a dictionary trained on the
+//   process's own pages.
+// - DENSE_AGE: how long a page stays in the LZ4 pool before it is
+//   recompressed; auto = 4 cold thresholds of the page (adaptive). 0 is a
+//   stress mode: recompress at the first scan after a page is stored.
 //
 // Forms, everywhere:
 // - size: an integer number of bytes, optionally followed by B, K, KB, KiB, M,
@@ -99,10 +110,14 @@ inline constexpr uint64_t kMinRegionSize = uint64_t{64} << 20;
 inline constexpr uint64_t kMaxRegionSize = uint64_t{64} << 40;
 inline constexpr uint64_t kRegionSizeAlignment = uint64_t{2} << 20;
 inline constexpr uint32_t kMaxFaultAroundPages = 64;
+inline constexpr uint32_t kMinDenseLevel = 1;
+inline constexpr uint32_t kMaxDenseLevel = 19;
 
 enum class ZpoolKind : uint8_t { kZsmalloc, kZbud };
 enum class CompressorKind : uint8_t { kLz4, kZstd };
 enum class StatsDestination : uint8_t { kNone, kStderr, kFile };
+enum class StatsFormat : uint8_t { kText, kPrometheus };
+enum class DenseKind : uint8_t { kOff, kZstd };
 enum class TargetKind : uint8_t {
   kNone,         // no budget
   kBytes,        // target_bytes
@@ -135,7 +150,11 @@ struct Config {
   // kRegionSizeAlignment.
   uint64_t region_size = uint64_t{64} << 30;
   // COLDHEAP_STATS. stats_path is NUL-terminated, set only when kFile.
+  // kPrometheus comes only with kFile; stats_path_is_dir then says that
+  // stats_path ends with '/' and names a directory.
   StatsDestination stats = StatsDestination::kNone;
+  StatsFormat stats_format = StatsFormat::kText;
+  bool stats_path_is_dir = false;
   char stats_path[kMaxPathLength + 1] = {};
   // COLDHEAP_LOG.
   LogLevel log_level = kDefaultLogLevel;
@@ -149,6 +168,13 @@ struct Config {
   uint32_t fault_around_pages = 0;
   // COLDHEAP_EVICT_ALL_AT; 0: off.
   uint64_t evict_all_at_ms = 0;
+  // COLDHEAP_DENSE; dense_level (kMinDenseLevel..kMaxDenseLevel) is used
+  // when kZstd.
+  DenseKind dense = DenseKind::kOff;
+  uint32_t dense_level = 3;
+  // COLDHEAP_DENSE_AGE: auto, or dense_age_ms.
+  bool dense_age_auto = true;
+  uint64_t dense_age_ms = 0;
 
   bool has_writeback_file() const { return writeback_file[0] != '\0'; }
 };

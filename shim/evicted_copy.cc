@@ -5,6 +5,17 @@
 #include "shim/log.h"
 
 namespace coldheap::shim {
+namespace {
+
+bool Decompress(Heap& heap, Compressor& compressor, PageWord was,
+                const char* in, char* out) {
+  if (was.codec == 0) return compressor.Decompress(in, was.size, out);
+  return heap.dense != nullptr &&
+         compressor.DecompressDense(heap.dense->DictionaryFor(was.codec), in,
+                                    was.size, out);
+}
+
+}  // namespace
 
 void ReadEvictedCopy(Heap& heap, Compressor& compressor, const PageEntry& e,
                      PageWord was, char* out, char* scratch) {
@@ -16,11 +27,11 @@ void ReadEvictedCopy(Heap& heap, Compressor& compressor, const PageEntry& e,
   bool ok;
   if (was.state == PageState::kWrittenBack) {
     ok = heap.writeback->Read(e.payload, scratch, was.size) &&
-         compressor.Decompress(scratch, was.size, out);
+         Decompress(heap, compressor, was, scratch, out);
   } else {
     pool::MappedObject object(*heap.pool, e.payload, pool::MapMode::kReadOnly);
-    ok = compressor.Decompress(
-        static_cast<char*>(object.data()) + sizeof(ObjectHeader), was.size, out);
+    ok = Decompress(heap, compressor, was,
+                    static_cast<char*>(object.data()) + sizeof(ObjectHeader), out);
   }
   if (!ok) {
     LogLine(LogLevel::kError, {"corrupt compressed page; aborting"});
@@ -31,6 +42,7 @@ void ReadEvictedCopy(Heap& heap, Compressor& compressor, const PageEntry& e,
 void DropEvictedCopy(Heap& heap, const PageEntry& e, PageWord was,
                      DeferredFrees* deferred) {
   Stats& stats = *heap.stats;
+  if (was.codec != 0) ReleaseDenseCopy(heap, was);
   if (was.state == PageState::kSameFilled) {
     stats.same_filled_pages.fetch_sub(1, std::memory_order_relaxed);
     return;
@@ -43,6 +55,13 @@ void DropEvictedCopy(Heap& heap, const PageEntry& e, PageWord was,
   if (deferred == nullptr || !deferred->Push(e.payload)) FreeHandle(heap, e.payload);
   stats.stored_pages.fetch_sub(1, std::memory_order_relaxed);
   stats.compressed_bytes.fetch_sub(was.size, std::memory_order_relaxed);
+}
+
+void ReleaseDenseCopy(Heap& heap, PageWord was) {
+  heap.dense->Release(was.codec);
+  if (was.state != PageState::kCompressed) return;
+  heap.stats->dense_pages.fetch_sub(1, std::memory_order_relaxed);
+  heap.stats->dense_bytes.fetch_sub(was.size, std::memory_order_relaxed);
 }
 
 }  // namespace coldheap::shim

@@ -25,6 +25,11 @@ void ReadEvictedCopy(Heap& heap, Compressor& compressor, const PageEntry& e,
 void DropEvictedCopy(Heap& heap, const PageEntry& e, PageWord was,
                      DeferredFrees* deferred);
 
+// The part of that for a dense copy (was.codec > 0): its dictionary
+// reference and the dense tier's counters. For callers that drop the bytes
+// another way (a purge).
+void ReleaseDenseCopy(Heap& heap, PageWord was);
+
 }  // namespace coldheap::shim
 
 #endif  // COLDHEAP_SHIM_EVICTED_COPY_H_

@@ -62,7 +62,8 @@ void SleepMs(uint64_t ms) {
 }  // namespace
 
 bool Evictor::Start(Heap& heap, int pagemap_fd) {
-  if (!compressor_.Init(heap.config->compressor)) return false;
+  if (!compressor_.Init(heap.config->compressor, heap.dense != nullptr)) return false;
+  if (heap.dense != nullptr && !recompressor_.Init(heap, &batch_mu_)) return false;
   policy_ = policy::ReclaimPolicy(SettingsFrom(*heap.config));
   start_ms_ = os::MonotonicNowNs() / 1'000'000;
   return RestartInChild(heap, pagemap_fd);
@@ -102,12 +103,60 @@ void Evictor::Pass() {
   policy::ScanReport report = BuildReport();
   size_t processed = heap_->config->evict_all_at_ms != 0 ? EvictAllOnce(report)
                                                          : Reclaim(report);
+  uint64_t dense_cpu =
+      heap_->dense != nullptr ? Densify(os::ThreadCpuTimeNs() - cpu_start) : 0;
   RefreshGauges();
   last_processed_ = processed;
-  last_cpu_ns_ = os::ThreadCpuTimeNs() - cpu_start;
+  uint64_t cpu = os::ThreadCpuTimeNs() - cpu_start;
+  // The policy prices a page taken out by this; the dense tier pays its own.
+  last_cpu_ns_ = cpu - dense_cpu;
   Stats& stats = *heap_->stats;
-  stats.evictor_cpu_ns.fetch_add(last_cpu_ns_, std::memory_order_relaxed);
+  stats.evictor_cpu_ns.fetch_add(cpu, std::memory_order_relaxed);
   WriteStatsFiles();
+}
+
+// The dense tier works on credit: each pass adds the budget for the time
+// since the last one, less what this pass's eviction and the refaults since
+// the last pass cost, and the tier spends what is there (a training may
+// leave a debt for later passes to repay). Credit is capped at a second of
+// CPU, so idle time does not bank a burst, and so is the debt that
+// eviction leaves, so that the tier resumes soon after eviction settles.
+// The stress mode (COLDHEAP_COLD_AGE=0) has no budget here either.
+uint64_t Evictor::Densify(uint64_t evict_cpu_ns) {
+  constexpr int64_t kMaxCreditNs = 1'000'000'000;
+  const Config& config = *heap_->config;
+  uint64_t now = os::MonotonicNowNs();
+  uint64_t wall = last_pass_ns_ != 0 ? now - last_pass_ns_
+                                     : config.scan_interval_ms * 1'000'000;
+  last_pass_ns_ = now;
+  uint64_t refault_cost = heap_->stats->refault_cost_ns.load(std::memory_order_relaxed);
+  uint64_t refaults = refault_cost >= last_refault_cost_ns_
+                          ? refault_cost - last_refault_cost_ns_
+                          : 0;
+  last_refault_cost_ns_ = refault_cost;
+  auto allowance = static_cast<int64_t>(wall / 1'000'000 * config.cpu_budget_ppm) -
+                   static_cast<int64_t>(evict_cpu_ns + refaults);
+  dense_credit_ns_ += allowance;
+  if (dense_credit_ns_ > kMaxCreditNs) dense_credit_ns_ = kMaxCreditNs;
+  if (dense_credit_ns_ < -kMaxCreditNs && allowance < 0) dense_credit_ns_ = -kMaxCreditNs;
+  bool stress = config.cold_age_ms == 0;
+  if (!stress && dense_credit_ns_ <= 0) return 0;
+  uint64_t used = recompressor_.Run(DenseAgeTicks(), stress ? -1 : dense_credit_ns_);
+  dense_credit_ns_ -= static_cast<int64_t>(used);
+  heap_->stats->dense_cpu_ns.fetch_add(used, std::memory_order_relaxed);
+  return used;
+}
+
+// COLDHEAP_DENSE_AGE in ticks out of the pool (a page at a raised refault
+// level ticks slower, and so waits longer); auto is 4 cold thresholds.
+uint8_t Evictor::DenseAgeTicks() const {
+  const Config& config = *heap_->config;
+  uint64_t ticks =
+      config.dense_age_auto
+          ? 4 * heap_->stats->cold_age_scans.load(std::memory_order_relaxed)
+          : (config.dense_age_ms + config.scan_interval_ms - 1) /
+                config.scan_interval_ms;
+  return ticks > kMaxAge ? kMaxAge : static_cast<uint8_t>(ticks);
 }
 
 // What refaults have cost since start: the faulting threads' stall, plus
@@ -502,7 +551,12 @@ bool WriteBackObject(void* context, pool::Zpool& pool, pool::Handle handle) {
     return false;
   }
   e.payload = slot;
-  PageTable::Publish(e, PageState::kWrittenBack, w.size);
+  PageTable::Publish(e, PageState::kWrittenBack, w.size, w.codec);
+  if (w.codec != 0) {  // the dense tier counts what its pool holds
+    heap.stats->dense_pages.fetch_sub(1, std::memory_order_relaxed);
+    heap.stats->dense_bytes.fetch_sub(w.size, std::memory_order_relaxed);
+    heap.stats->dense_written_back_pages.fetch_add(1, std::memory_order_relaxed);
+  }
   Stats& stats = *heap.stats;
   stats.stored_pages.fetch_sub(1, std::memory_order_relaxed);
   stats.compressed_bytes.fetch_sub(w.size, std::memory_order_relaxed);

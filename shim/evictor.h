@@ -11,7 +11,9 @@
 //      full;
 //   4. puts that many of the coldest candidates on probation: moved out of
 //      the region (UFFDIO_MOVE) into a staging slot, uncompressed;
-//   5. frees the pool copies of pages jemalloc purged (kDiscarded) and
+//   5. with COLDHEAP_DENSE, recompresses deep-cold pages in what is left of
+//      the CPU budget (shim/recompressor.h);
+//   6. frees the pool copies of pages jemalloc purged (kDiscarded) and
 //      refreshes the gauges and statistics files.
 //
 // Why probation (a second chance): write tracking cannot see reads, and a
@@ -44,6 +46,7 @@
 #include "policy/reclaim_policy.h"
 #include "shim/compressor.h"
 #include "shim/heap.h"
+#include "shim/recompressor.h"
 #include "shim/uffd_compat.h"
 
 namespace coldheap::shim {
@@ -111,6 +114,8 @@ class Evictor {
   void WaitForStolenSlots(size_t first, size_t count);
   void FreeDiscarded(size_t index);
   bool RestoreInPlace(PageEntry& e, PageWord was, char* page);
+  uint64_t Densify(uint64_t evict_cpu_ns);
+  uint8_t DenseAgeTicks() const;
   void RefreshGauges();
   void RefreshPoolGauges();
   void WriteStatsFiles();
@@ -145,6 +150,11 @@ class Evictor {
   uint64_t last_handler_cpu_ns_ = 0;
   uint64_t last_fault_events_ = 0;
   uint64_t last_refault_events_ = 0;
+  // The dense tier's share of the CPU budget (see Densify).
+  Recompressor recompressor_;
+  int64_t dense_credit_ns_ = 0;
+  uint64_t last_pass_ns_ = 0;
+  uint64_t last_refault_cost_ns_ = 0;
   page_region regions_[512];     // PAGEMAP_SCAN output, reused
   unsigned char out_[kPageSize];  // compression output, reused
   char live_stats_path_[128] = {};  // see PrepareLiveStatsPath; "" if none

@@ -5,6 +5,7 @@
 
 #include <cstdio>
 
+#include "shim/evicted_copy.h"
 #include "shim/os.h"
 
 namespace coldheap::shim {
@@ -101,7 +102,8 @@ void Pause(int spins) {
 }
 
 // Moves one page to the state a purge leaves it in; false to retry.
-bool DropPage(PageEntry& e, Stats& stats) {
+bool DropPage(Heap& heap, PageEntry& e) {
+  Stats& stats = *heap.stats;
   uint32_t word = PageTable::LoadWord(e);
   PageWord w = PageWord::Unpack(word);
   switch (w.state) {
@@ -121,11 +123,13 @@ bool DropPage(PageEntry& e, Stats& stats) {
       return true;
     case PageState::kCompressed:
       if (!PageTable::Claim(e, word, PageState::kDiscarded)) return false;
+      if (w.codec != 0) ReleaseDenseCopy(heap, w);
       stats.stored_pages.fetch_sub(1, std::memory_order_relaxed);
       stats.compressed_bytes.fetch_sub(w.size, std::memory_order_relaxed);
       return true;
     case PageState::kWrittenBack:
       if (!PageTable::Claim(e, word, PageState::kDiscardedSlot)) return false;
+      if (w.codec != 0) ReleaseDenseCopy(heap, w);
       stats.file_pages.fetch_sub(1, std::memory_order_relaxed);
       return true;
   }
@@ -144,7 +148,7 @@ void DropPages(Heap& heap, void* addr, size_t size) {
   size_t pages = size / kPageSize;
   for (size_t i = first; i < first + pages; ++i) {
     PageEntry& e = heap.table->at(i);
-    for (int spins = 0; !DropPage(e, *heap.stats); ++spins) Pause(spins);
+    for (int spins = 0; !DropPage(heap, e); ++spins) Pause(spins);
   }
   heap.stats->purged_pages.fetch_add(pages, std::memory_order_relaxed);
   (void)os::DontNeed(addr, size);

@@ -51,7 +51,8 @@ bool FaultHandlers::Start(Heap& heap) {
     os::OsResult<void*> buffer = os::Reserve((2 + kMaxFaultAround) * kPageSize);
     h.buffer = static_cast<char*>(buffer.value);
     h.scratch = h.buffer + (1 + kMaxFaultAround) * kPageSize;
-    if (!buffer.ok() || !h.compressor.Init(heap.config->compressor) ||
+    if (!buffer.ok() ||
+        !h.compressor.Init(heap.config->compressor, heap.dense != nullptr) ||
         !StartShimThread(&h.thread, &ThreadMain, &h)) {
       break;
     }
@@ -104,18 +105,21 @@ void FaultHandlers::Run(Handler& h) {
     for (size_t i = 0; i < n.value; ++i) {
       if (msgs[i].event != UFFD_EVENT_PAGEFAULT) continue;
       uint64_t start = os::MonotonicNowNs();
-      bool refault = Serve(h, msgs[i].arg.pagefault.address);
+      Served served = Serve(h, msgs[i].arg.pagefault.address);
       uint64_t service_ns = os::MonotonicNowNs() - start;
       heap_->stats->RecordFaultLatency(service_ns);
-      if (refault) {
-        heap_->stats->refault_stall_ns.fetch_add(RefaultStallNs(service_ns),
-                                                 std::memory_order_relaxed);
+      if (served == Served::kOther) continue;
+      heap_->stats->refault_stall_ns.fetch_add(RefaultStallNs(service_ns),
+                                               std::memory_order_relaxed);
+      if (served != Served::kStagedRefault) {
+        heap_->stats->RecordRefaultLatency(served == Served::kDenseRefault,
+                                           service_ns);
       }
     }
   }
 }
 
-bool FaultHandlers::Serve(Handler& h, uintptr_t address) {
+FaultHandlers::Served FaultHandlers::Serve(Handler& h, uintptr_t address) {
   char* page = PageOf(address);
   if (heap_->staging.Contains(page)) {
     // Only the evictor touches staging, and only pages it moved in; a fault
@@ -128,9 +132,9 @@ bool FaultHandlers::Serve(Handler& h, uintptr_t address) {
               {"bug: a fault in the staging area; a page read back as zeros"});
     }
     (void)os::ZeroPage(heap_->uffd, page, kPageSize);
-    return false;
+    return Served::kOther;
   }
-  if (!heap_->region->Contains(page)) return false;
+  if (!heap_->region->Contains(page)) return Served::kOther;
   size_t index = heap_->region->PageIndex(page);
   PageEntry& e = heap_->table->at(index);
   for (;;) {
@@ -139,7 +143,7 @@ bool FaultHandlers::Serve(Handler& h, uintptr_t address) {
       case PageState::kUntouched:
         if (!PageTable::Claim(e, word, PageState::kRestoring)) continue;
         FillUntouched(index);
-        return false;
+        return Served::kOther;
       case PageState::kResident:
         // A duplicate event, or the program dropped the page itself. Claim it
         // first: the word just read may be stale, and if the evictor moved
@@ -150,15 +154,15 @@ bool FaultHandlers::Serve(Handler& h, uintptr_t address) {
         } else {
           Finish(index, 1);
         }
-        return false;
+        return Served::kOther;
       case PageState::kClaimed:
         CpuRelax();  // the evictor is moving it; that takes microseconds
         continue;
       case PageState::kStaged:
         if (!PageTable::Claim(e, word, PageState::kRestoring)) continue;
-        return CopyBackStaged(index);
+        return CopyBackStaged(index) ? Served::kStagedRefault : Served::kOther;
       case PageState::kRestoring:
-        return false;  // the owner's UFFDIO_COPY wakes this fault too
+        return Served::kOther;  // the owner's UFFDIO_COPY wakes this fault too
       case PageState::kCompressed:
       case PageState::kSameFilled:
       case PageState::kWrittenBack:
@@ -168,7 +172,7 @@ bool FaultHandlers::Serve(Handler& h, uintptr_t address) {
       case PageState::kDiscardedSlot:
         if (!PageTable::Claim(e, word, PageState::kRestoring)) continue;
         ZeroDiscarded(index, PageWord::Unpack(word).state);
-        return false;
+        return Served::kOther;
     }
   }
 }
@@ -197,11 +201,12 @@ void FaultHandlers::FillUntouched(size_t index) {
 // one decompression; the neighbours follow in a second ioctl (which wakes
 // anyone who touched one of them meanwhile). Measured with one copy for
 // all: refault p50 40 us with 8 neighbours vs 20 us without.
-bool FaultHandlers::Refault(Handler& h, size_t index, uint32_t word) {
+FaultHandlers::Served FaultHandlers::Refault(Handler& h, size_t index,
+                                             uint32_t word) {
   h.claimed[0] = word;
   PageEntry& e = heap_->table->at(index);
   uint8_t ticks_out = e.age.load(std::memory_order_relaxed);
-  if (!RestoreRun(h, index, 1, &h.claimed[0])) return false;
+  if (!RestoreRun(h, index, 1, &h.claimed[0])) return Served::kOther;
   if (!RememberRefault(e, ticks_out)) {
     heap_->stats->unlearned_refaults.fetch_add(1, std::memory_order_relaxed);
   }
@@ -210,7 +215,9 @@ bool FaultHandlers::Refault(Handler& h, size_t index, uint32_t word) {
   if (more > 0 && RestoreRun(h, index + 1, more, &h.claimed[1])) {
     heap_->stats->fault_around_pages.fetch_add(more, std::memory_order_relaxed);
   }
-  return true;
+  if (PageWord::Unpack(word).codec == 0) return Served::kRefault;
+  heap_->stats->dense_refaults.fetch_add(1, std::memory_order_relaxed);
+  return Served::kDenseRefault;
 }
 
 // Judges a refault of page `e` by how long it stayed out (`ticks_out`, its

@@ -76,11 +76,12 @@ class FaultHandlers {
 
   static void* ThreadMain(void* arg);
   void Run(Handler& h);
-  // True if the event restored an evicted page (a refault).
-  bool Serve(Handler& h, uintptr_t address);
+  // What an event turned out to be, for the statistics.
+  enum class Served { kOther, kStagedRefault, kRefault, kDenseRefault };
+  Served Serve(Handler& h, uintptr_t address);
 
   void FillUntouched(size_t index);
-  bool Refault(Handler& h, size_t index, uint32_t word);
+  Served Refault(Handler& h, size_t index, uint32_t word);
   bool RememberRefault(PageEntry& e, uint8_t ticks_out);
   bool RestoreRun(Handler& h, size_t index, size_t pages, const uint32_t* was);
   size_t ClaimNeighbours(Handler& h, size_t index);

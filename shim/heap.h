@@ -9,6 +9,7 @@
 
 #include "pool/zpool.h"
 #include "shim/config.h"
+#include "shim/dense_tier.h"
 #include "shim/page_table.h"
 #include "shim/region.h"
 #include "shim/stats.h"
@@ -43,6 +44,7 @@ struct Heap {
   int uffd = -1;
   WritebackFile* writeback = nullptr;  // null: COLDHEAP_WRITEBACK_FILE unset
   FaultHandlers* handlers = nullptr;  // their CPU time, their deferred frees
+  DenseTier* dense = nullptr;  // null: COLDHEAP_DENSE=off
 };
 
 // Every object in the pool starts with the index of its page, so that the

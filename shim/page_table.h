@@ -54,17 +54,29 @@ enum class PageState : uint8_t {
   kDiscardedSlot,
 };
 
-// The state word packs the state with the compressed size (for kCompressed).
+// The state word packs the state with the compressed size and the codec
+// (for kCompressed and kWrittenBack): codec 0 is COLDHEAP_COMPRESSOR's, the
+// others the dense tier's (shim/dense_tier.h), so a page's bytes always say
+// how to read them back, wherever they are kept. `dense_tried` marks a
+// kCompressed page the dense tier recompressed without gain: it keeps its
+// copy and is not tried again. Any move of the page clears it.
 struct PageWord {
   PageState state;
-  uint16_t size;  // compressed bytes, kCompressed only
+  uint16_t size;  // compressed bytes, kCompressed and kWrittenBack only
+  uint8_t codec;  // kCompressed and kWrittenBack only; < 128
+  bool dense_tried = false;
 
-  static uint32_t Pack(PageState s, uint16_t size = 0) {
-    return static_cast<uint32_t>(s) | (static_cast<uint32_t>(size) << 8);
+  static constexpr uint32_t kDenseTried = uint32_t{1} << 31;
+
+  static uint32_t Pack(PageState s, uint16_t size = 0, uint8_t codec = 0) {
+    return static_cast<uint32_t>(s) | (static_cast<uint32_t>(size) << 8) |
+           (static_cast<uint32_t>(codec) << 24);
   }
   static PageWord Unpack(uint32_t w) {
     return PageWord{static_cast<PageState>(w & 0xff),
-                    static_cast<uint16_t>(w >> 8)};
+                    static_cast<uint16_t>((w >> 8) & 0xffff),
+                    static_cast<uint8_t>((w >> 24) & 0x7f),
+                    (w & kDenseTried) != 0};
   }
 };
 
@@ -110,14 +122,15 @@ class PageTable {
   }
   // Moves `e` from `from` (a state without a size) to `to`.
   static bool Transition(PageEntry& e, PageState from, PageState to,
-                         uint16_t size = 0) {
+                         uint16_t size = 0, uint8_t codec = 0) {
     uint32_t expected = PageWord::Pack(from);
-    return e.word.compare_exchange_strong(expected, PageWord::Pack(to, size),
-                                          std::memory_order_acq_rel);
+    return e.word.compare_exchange_strong(
+        expected, PageWord::Pack(to, size, codec), std::memory_order_acq_rel);
   }
   // Stores a state the caller owns the entry for (after a Claim/Transition).
-  static void Publish(PageEntry& e, PageState to, uint16_t size = 0) {
-    e.word.store(PageWord::Pack(to, size), std::memory_order_release);
+  static void Publish(PageEntry& e, PageState to, uint16_t size = 0,
+                      uint8_t codec = 0) {
+    e.word.store(PageWord::Pack(to, size, codec), std::memory_order_release);
   }
 
  private:

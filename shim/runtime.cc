@@ -57,6 +57,7 @@ struct Runtime {
   FaultHandlers handlers;
   Evictor evictor;
   WritebackFile writeback;
+  DenseTier dense;
   int pagemap_fd = -1;
   bool active = false;
 };
@@ -139,6 +140,18 @@ bool CreatePool(Runtime& rt) {
   }
   rt.pool = std::move(*pool);
   return true;
+}
+
+// Without its context the shim runs on, with the LZ4 tier alone.
+void StartDenseTier(Runtime& rt) {
+  if (rt.config.dense == DenseKind::kOff) return;
+  if (!rt.dense.Init(static_cast<int>(rt.config.dense_level))) {
+    LogLine(LogLevel::kError,
+            {"COLDHEAP_DENSE: could not map the zstd context; running without "
+             "a dense tier"});
+    return;
+  }
+  rt.heap.dense = &rt.dense;
 }
 
 bool StartThreads(Runtime& rt) {
@@ -259,6 +272,7 @@ void Start() {
   }
   if (!CreatePool(rt)) return;
   rt.heap.pool = rt.pool.get();
+  StartDenseTier(rt);
   if (!StartThreads(rt)) return;
   unsigned hooked = InstallExtentHooks(RegionExtentHooks(rt.heap));
   if (hooked == 0) return Disable("jemalloc refused the extent hooks");

@@ -69,11 +69,25 @@ class Text {
   }
 
  private:
-  char buf_[4096];
+  char buf_[8192];
   size_t size_ = 0;
 };
 
 uint64_t Get(const Counter& c) { return c.load(std::memory_order_relaxed); }
+
+// Power-of-two microsecond buckets as "<name>_lt_<2^b> count" lines, the
+// last one "<name>_ge_<2^(b-1)>".
+void Histogram(Text& t, const char* name, const Counter (&buckets)[kLatencyBuckets]) {
+  for (int b = 0; b < kLatencyBuckets; ++b) {
+    bool last = b == kLatencyBuckets - 1;
+    t.Append(name);
+    t.Append(last ? "_ge_" : "_lt_");
+    t.AppendUint(uint64_t{1} << (last ? b - 1 : b));
+    t.Append(" ");
+    t.AppendUint(Get(buckets[b]));
+    t.Append("\n");
+  }
+}
 
 void Format(const Stats& s, Text& t) {
   t.Append("# coldheap statistics (zswap names where zswap has one)\n");
@@ -87,6 +101,13 @@ void Format(const Stats& s, Text& t) {
   t.Line("resident_pages", Get(s.resident_pages));
   t.Line("heap_pages", Get(s.heap_pages));
   t.Line("probation_pages", Get(s.probation_pages));
+  t.Line("dense_pages", Get(s.dense_pages));
+  t.Line("dense_bytes", Get(s.dense_bytes));
+  t.Ratio("dense_ratio", Get(s.dense_pages) * 4096, Get(s.dense_bytes));
+  t.Line("dense_dictionaries", Get(s.dense_dictionaries));
+  t.Line("dense_dictionary_bytes", Get(s.dense_dictionary_bytes));
+  t.Line("dense_dictionary_generation", Get(s.dense_dictionary_generation));
+  t.Line("dense_memory_bytes", Get(s.dense_memory_bytes));
   t.Line("cold_age_scans", Get(s.cold_age_scans));
   t.Line("reclaim_min_age_scans", Get(s.reclaim_min_age_scans));
   t.Line("promotions_per_minute", Get(s.promotions_per_minute));
@@ -119,21 +140,22 @@ void Format(const Stats& s, Text& t) {
   t.Line("written_back_pages", Get(s.written_back_pages));
   t.Line("file_pages", Get(s.file_pages));
   t.Line("scans", Get(s.scans));
+  t.Line("dense_recompressed_pages", Get(s.dense_recompressed_pages));
+  t.Line("dense_kept_pages", Get(s.dense_kept_pages));
+  t.Line("dense_refaults", Get(s.dense_refaults));
+  t.Line("dense_written_back_pages", Get(s.dense_written_back_pages));
   // Kept by the os:: layer, which every kernel call goes through.
   t.Line("os_failures", os::FailureCount());
   t.Line("os_failures_injected", os::InjectedFailureCount());
   t.Line("evictor_cpu_us", Get(s.evictor_cpu_ns) / 1000);
   t.Line("handler_cpu_us", Get(s.handler_cpu_ns) / 1000);
+  t.Line("dense_cpu_us", Get(s.dense_cpu_ns) / 1000);
+  t.Line("dense_train_cpu_us", Get(s.dense_train_cpu_ns) / 1000);
   t.Line("refault_stall_us", Get(s.refault_stall_ns) / 1000);
   t.Line("refault_cost_us", Get(s.refault_cost_ns) / 1000);
-  for (int b = 0; b < kLatencyBuckets; ++b) {
-    bool last = b == kLatencyBuckets - 1;
-    t.Append(last ? "fault_latency_us_ge_" : "fault_latency_us_lt_");
-    t.AppendUint(uint64_t{1} << (last ? b - 1 : b));
-    t.Append(" ");
-    t.AppendUint(Get(s.fault_latency_us[b]));
-    t.Append("\n");
-  }
+  Histogram(t, "fault_latency_us", s.fault_latency_us);
+  Histogram(t, "lz4_refault_latency_us", s.refault_latency_us[0]);
+  Histogram(t, "dense_refault_latency_us", s.refault_latency_us[1]);
 }
 
 // `path` with each "%p" replaced by the process id; false if too long.
@@ -157,13 +179,26 @@ bool ExpandPath(absl::string_view path, char* out, size_t capacity) {
 
 }  // namespace
 
-void Stats::RecordFaultLatency(uint64_t ns) {
+namespace {
+
+int LatencyBucket(uint64_t ns) {
   uint64_t us = ns / 1000;
   int bucket = 0;
   while (bucket < kLatencyBuckets - 1 && (uint64_t{1} << bucket) <= us) {
     ++bucket;
   }
-  fault_latency_us[bucket].fetch_add(1, std::memory_order_relaxed);
+  return bucket;
+}
+
+}  // namespace
+
+void Stats::RecordFaultLatency(uint64_t ns) {
+  fault_latency_us[LatencyBucket(ns)].fetch_add(1, std::memory_order_relaxed);
+}
+
+void Stats::RecordRefaultLatency(bool dense, uint64_t ns) {
+  refault_latency_us[dense ? 1 : 0][LatencyBucket(ns)].fetch_add(
+      1, std::memory_order_relaxed);
 }
 
 void WriteStats(const Stats& stats, int fd) {

@@ -34,6 +34,15 @@ struct Stats {
   Counter heap_pages{0};         // live heap pages: resident + evicted
   Counter probation_pages{0};    // moved out, not yet compressed
 
+  // The dense tier (gauges): its part of stored_pages and compressed_bytes,
+  // and what its dictionaries and context map (counted in the footprint).
+  Counter dense_pages{0};
+  Counter dense_bytes{0};
+  Counter dense_dictionaries{0};        // slots in use, old ones included
+  Counter dense_dictionary_bytes{0};    // the current dictionary's size
+  Counter dense_dictionary_generation{0};  // dictionaries trained so far
+  Counter dense_memory_bytes{0};
+
   // Policy (gauges, as of the last scan).
   Counter cold_age_scans{0};         // the adaptive cold threshold
   Counter reclaim_min_age_scans{0};  // what was reclaimed (lower in budget mode)
@@ -63,13 +72,19 @@ struct Stats {
   Counter written_back_pages{0};  // pages written to the writeback file
   Counter file_pages{0};          // pages now held in the writeback file
   Counter scans{0};
+  Counter dense_recompressed_pages{0};  // LZ4 copies replaced by dense ones
+  Counter dense_kept_pages{0};  // recompressed, but no smaller class: kept LZ4
+  Counter dense_refaults{0};    // refaults of dense pages
+  Counter dense_written_back_pages{0};  // dense pages among written_back_pages
   // Also written, from the os:: layer's own counts (os::FailureCount):
   // os_failures (kernel calls that failed and were handled: page kept
   // resident, scan skipped, ...) and os_failures_injected (of those, the
   // ones the fault-injection test build made fail on purpose).
 
   // Costs.
-  Counter evictor_cpu_ns{0};
+  Counter evictor_cpu_ns{0};  // all of the evictor's, dense work included
+  Counter dense_cpu_ns{0};    // recompression and training
+  Counter dense_train_cpu_ns{0};
   Counter handler_cpu_ns{0};
   // Refaults (from the pool and from probation): the time the faulting
   // threads stood still (see RefaultStallNs), and that plus the handlers'
@@ -78,8 +93,12 @@ struct Stats {
   Counter refault_stall_ns{0};
   Counter refault_cost_ns{0};
   Counter fault_latency_us[kLatencyBuckets] = {};
+  // Refaults from the pool alone (not from probation), by tier: 0 is
+  // COLDHEAP_COMPRESSOR's, 1 the dense tier's.
+  Counter refault_latency_us[2][kLatencyBuckets] = {};
 
   void RecordFaultLatency(uint64_t ns);
+  void RecordRefaultLatency(bool dense, uint64_t ns);
 };
 
 // Writes a snapshot of `stats` as "name value" lines to `fd` with one

@@ -4,7 +4,8 @@
 // arena 0, which lives in the region (and in a forked child no handler would
 // be running yet to serve that fault). What pthread_create allocates for
 // them is taken by the creating thread from an internal arena outside the
-// region, with its thread cache off.
+// region, with its thread cache off. The one exception, the evictor's
+// dictionary training (shim/recompressor.h), allocates in that arena too.
 #ifndef COLDHEAP_SHIM_THREAD_H_
 #define COLDHEAP_SHIM_THREAD_H_
 

@@ -146,6 +146,24 @@ TEST(ZbudTest, TwoBuddiesShareOnePageFromBothEnds) {
   EXPECT_TRUE(SizeIsExact(*pool, source));
 }
 
+// Two objects share a page exactly when their StoredSizes fit in it: what
+// the dense tier's size rule relies on.
+TEST(ZbudTest, StoredSizeIsTheChunksAnObjectTakes) {
+  CountingPageSource source;
+  PoolPtr pool = MakePool(source);
+  EXPECT_EQ(pool->StoredSize(1), 64u);
+  EXPECT_EQ(pool->StoredSize(64), 64u);
+  EXPECT_EQ(pool->StoredSize(65), 128u);
+  EXPECT_EQ(pool->StoredSize(1000), 1024u);
+  const uint64_t empty = pool->TotalSize();
+  MustMalloc(*pool, 1000);
+  MustMalloc(*pool, kPageSize - pool->StoredSize(1000));
+  EXPECT_EQ(pool->TotalSize(), empty + 2 * kPageSize);  // one shared page
+  MustMalloc(*pool, 1000);
+  MustMalloc(*pool, kPageSize - pool->StoredSize(1000) + 1);
+  EXPECT_EQ(pool->TotalSize(), empty + 4 * kPageSize);  // no longer fits
+}
+
 TEST(ZbudTest, BuddiesShareOnlyWhenTheirChunksFit) {
   CountingPageSource source;
   PoolPtr pool = MakePool(source);

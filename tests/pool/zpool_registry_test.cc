@@ -51,6 +51,7 @@ class FakePool final : public Zpool {
   void Unmap(Handle) override {}
   size_t Compact() override { return 0; }
   uint64_t TotalSize() const override { return kPageSize; }
+  size_t StoredSize(size_t size) const override { return size; }
 
  private:
   absl::string_view type_;

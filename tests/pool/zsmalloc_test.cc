@@ -215,6 +215,18 @@ TEST_F(ZsmallocTest, SizesWithTheSameGeometryShareAClass) {
   EXPECT_EQ(GetZsmallocClassStats(*pool_, small).zspages, 0u);
 }
 
+// The dense tier keeps a recompressed copy only if StoredSize drops; it must
+// be the class that Malloc really uses.
+TEST_F(ZsmallocTest, StoredSizeIsTheClassAnObjectLandsIn) {
+  size_t previous = 0;
+  for (size_t size = 1; size <= kMaxObjectSize; ++size) {
+    const size_t stored = pool_->StoredSize(size);
+    ASSERT_EQ(stored, GetZsmallocClassStats(*pool_, size).object_size) << size;
+    ASSERT_GE(stored, previous) << size;
+    previous = stored;
+  }
+}
+
 TEST_F(ZsmallocTest, TotalSizeEqualsHeldBytesAfterEveryStep) {
   std::mt19937 rng(42);
   std::vector<Stored> stored;

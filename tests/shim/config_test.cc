@@ -175,6 +175,12 @@ void ExpectSameConfig(const Config& a, const Config& b) {
   EXPECT_STREQ(a.writeback_file, b.writeback_file);
   EXPECT_EQ(a.fault_around_pages, b.fault_around_pages);
   EXPECT_EQ(a.evict_all_at_ms, b.evict_all_at_ms);
+  EXPECT_EQ(a.stats_format, b.stats_format);
+  EXPECT_EQ(a.stats_path_is_dir, b.stats_path_is_dir);
+  EXPECT_EQ(a.dense, b.dense);
+  EXPECT_EQ(a.dense_level, b.dense_level);
+  EXPECT_EQ(a.dense_age_auto, b.dense_age_auto);
+  EXPECT_EQ(a.dense_age_ms, b.dense_age_ms);
 }
 
 size_t CountLines(const std::string& text) {
@@ -231,6 +237,13 @@ TEST(ConfigDefaults, MatchTheDocumentedTable) {
   EXPECT_EQ(c.cpu_budget_ppm, 20'000u);                // 2%
   EXPECT_FALSE(c.has_writeback_file());
   EXPECT_EQ(c.fault_around_pages, 0u);
+  EXPECT_EQ(c.evict_all_at_ms, 0u);
+  EXPECT_EQ(c.stats_format, StatsFormat::kText);
+  EXPECT_FALSE(c.stats_path_is_dir);
+  EXPECT_EQ(c.dense, DenseKind::kOff);
+  EXPECT_EQ(c.dense_level, 3u);
+  EXPECT_TRUE(c.dense_age_auto);
+  EXPECT_EQ(c.dense_age_ms, 0u);
 }
 
 TEST(ConfigEnvironment, UnsetVariablesGiveDefaultsSilently) {
@@ -752,8 +765,90 @@ TEST(ConfigStats, PathOf255BytesIsAcceptedAndLongerIsAnError) {
   EXPECT_STREQ(parsed.config.stats_path, "");
   EXPECT_EQ(parsed.stderr_text,
             "coldheap: COLDHEAP_STATS='" + too_long.substr(0, 64) +
-                "...' is too long (accepted: empty, stderr or a file path of "
-                "at most 255 bytes); using the default none\n");
+                "...' is too long (accepted: empty, stderr, a file path, or "
+                "prometheus: and a file path or a directory ending in /, paths "
+                "of at most 255 bytes); using the default none\n");
+}
+
+TEST(ConfigStats, PrometheusFileAndDirectory) {
+  Config file = ExpectAccepted("COLDHEAP_STATS", "prometheus:/tmp/c.prom");
+  EXPECT_EQ(file.stats, StatsDestination::kFile);
+  EXPECT_EQ(file.stats_format, StatsFormat::kPrometheus);
+  EXPECT_FALSE(file.stats_path_is_dir);
+  EXPECT_STREQ(file.stats_path, "/tmp/c.prom");
+  Config dir = ExpectAccepted("COLDHEAP_STATS", "prometheus:/var/lib/tc/");
+  EXPECT_EQ(dir.stats, StatsDestination::kFile);
+  EXPECT_EQ(dir.stats_format, StatsFormat::kPrometheus);
+  EXPECT_TRUE(dir.stats_path_is_dir);
+  EXPECT_STREQ(dir.stats_path, "/var/lib/tc/");
+  Config relative = ExpectAccepted("COLDHEAP_STATS", "prometheus:out.prom");
+  EXPECT_STREQ(relative.stats_path, "out.prom");
+  // A plain path ending in '/' is still a text file path, as before.
+  Config text = ExpectAccepted("COLDHEAP_STATS", "/tmp/x/");
+  EXPECT_EQ(text.stats_format, StatsFormat::kText);
+  EXPECT_FALSE(text.stats_path_is_dir);
+}
+
+TEST(ConfigStats, PrometheusNeedsAPathOfAtMost255Bytes) {
+  EXPECT_EQ(ParseOne("COLDHEAP_STATS", "prometheus:").stderr_text,
+            "coldheap: COLDHEAP_STATS='prometheus:' is not a stats "
+            "destination (accepted: empty, stderr, a file path, or "
+            "prometheus: and a file path or a directory ending in /, paths "
+            "of at most 255 bytes); using the default none\n");
+  ExpectRejected("COLDHEAP_STATS", "prometheus:stderr");
+  std::string longest = "/" + std::string(kMaxPathLength - 1, 'p');
+  EXPECT_EQ(std::string(ExpectAccepted("COLDHEAP_STATS",
+                                       "prometheus:" + longest)
+                            .stats_path),
+            longest);
+  ExpectRejected("COLDHEAP_STATS", "prometheus:" + longest + "p");
+}
+
+// ---------------------------------------------------------------------------
+// COLDHEAP_DENSE and COLDHEAP_DENSE_AGE.
+
+TEST(ConfigDense, OffByDefaultZstdKeepsLevel3AndLevelsGoFrom1To19) {
+  EXPECT_EQ(kDefaultConfig.dense, DenseKind::kOff);
+  EXPECT_EQ(ExpectAccepted("COLDHEAP_DENSE", "off").dense, DenseKind::kOff);
+  Config zstd = ExpectAccepted("COLDHEAP_DENSE", "zstd");
+  EXPECT_EQ(zstd.dense, DenseKind::kZstd);
+  EXPECT_EQ(zstd.dense_level, 3u);
+  Config nine = ExpectAccepted("COLDHEAP_DENSE", " ZSTD:9 ");
+  EXPECT_EQ(nine.dense, DenseKind::kZstd);
+  EXPECT_EQ(nine.dense_level, 9u);
+  EXPECT_EQ(ExpectAccepted("COLDHEAP_DENSE", "zstd:1").dense_level, 1u);
+  EXPECT_EQ(ExpectAccepted("COLDHEAP_DENSE", "zstd:19").dense_level, 19u);
+}
+
+TEST(ConfigDense, RejectsBadForms) {
+  EXPECT_EQ(ParseOne("COLDHEAP_DENSE", "zstd:20").stderr_text,
+            "coldheap: COLDHEAP_DENSE='zstd:20' is out of range (accepted: "
+            "off, zstd or zstd:LEVEL with LEVEL from 1 to 19, e.g. zstd:9); "
+            "using the default off\n");
+  for (const char* bad :
+       {"", "on", "lz4", "zstd:", "zstd:0", "zstd:-1", "zstd:+3", "zstd:3.5",
+        "zstd: 3", "zstd:3x", "zstd9", "zstd::3", "zst",
+        "zstd:99999999999999999999"}) {
+    ExpectRejected("COLDHEAP_DENSE", bad);
+  }
+}
+
+TEST(ConfigDenseAge, AutoByDefaultOrADurationFromZero) {
+  EXPECT_TRUE(kDefaultConfig.dense_age_auto);
+  EXPECT_TRUE(ExpectAccepted("COLDHEAP_DENSE_AGE", "AUTO").dense_age_auto);
+  Config zero = ExpectAccepted("COLDHEAP_DENSE_AGE", "0");
+  EXPECT_FALSE(zero.dense_age_auto);
+  EXPECT_EQ(zero.dense_age_ms, 0u);
+  Config ten = ExpectAccepted("COLDHEAP_DENSE_AGE", "10m");
+  EXPECT_FALSE(ten.dense_age_auto);
+  EXPECT_EQ(ten.dense_age_ms, 600'000u);
+  for (const char* bad : {"", "automatic", "10", "-1s", "1441m", "10x"}) {
+    ExpectRejected("COLDHEAP_DENSE_AGE", bad);
+  }
+  EXPECT_EQ(ParseOne("COLDHEAP_DENSE_AGE", "soon").stderr_text,
+            "coldheap: COLDHEAP_DENSE_AGE='soon' is not a duration (accepted: "
+            "auto or a number with ms, s or m up to 1440m, e.g. 10m; 0 = at "
+            "the first scan); using the default auto\n");
 }
 
 TEST(ConfigWritebackFile, PathIsStoredAndEmptyMeansNone) {
@@ -784,7 +879,7 @@ TEST(ConfigLoad, ReadsTheProcessEnvironmentAndSetsTheLogLevel) {
       << text;
   EXPECT_NE(text.find("coldheap: COLDHEAP_REGION_SIZE=64G\n"),
             std::string::npos);
-  EXPECT_EQ(CountLines(text), 16u) << text;
+  EXPECT_EQ(CountLines(text), 18u) << text;
 }
 
 TEST(ConfigLog, LoggedConfigurationParsesBackToItself) {
@@ -796,7 +891,8 @@ TEST(ConfigLog, LoggedConfigurationParsesBackToItself) {
              "COLDHEAP_STATS=stderr", "COLDHEAP_LOG=debug",
              "COLDHEAP_PROMOTION_RATE=0.0125", "COLDHEAP_CPU_BUDGET=7.5",
              "COLDHEAP_ACCEPT_THRESHOLD_PERCENT=0",
-             "COLDHEAP_WRITEBACK_FILE=/tmp/wb", "COLDHEAP_FAULT_AROUND=0"});
+             "COLDHEAP_WRITEBACK_FILE=/tmp/wb", "COLDHEAP_FAULT_AROUND=0",
+             "COLDHEAP_DENSE=zstd:7", "COLDHEAP_DENSE_AGE=90s"});
   ASSERT_EQ(parsed.stderr_text, "");
   SetLogLevel(LogLevel::kInfo);
   StderrCapture capture;
@@ -812,7 +908,8 @@ TEST(ConfigLog, LoggedConfigurationParsesBackToItself) {
     ASSERT_EQ(line.rfind("coldheap: ", 0), 0u) << line;
     entries.push_back(line.substr(strlen("coldheap: ")));
   }
-  EXPECT_EQ(entries.size(), 16u) << text;
+  EXPECT_EQ(entries.size(), 18u) << text;
+  EXPECT_NE(text.find("COLDHEAP_DENSE=zstd:7\n"), std::string::npos);
   EXPECT_NE(text.find("COLDHEAP_PROMOTION_RATE=0.0125%\n"), std::string::npos);
   EXPECT_NE(text.find("COLDHEAP_CPU_BUDGET=7.5%\n"), std::string::npos);
   EXPECT_NE(text.find("COLDHEAP_REGION_SIZE=3000M\n"), std::string::npos);
@@ -833,6 +930,28 @@ TEST(ConfigLog, DefaultConfigurationLogsNoneForUnsetOptions) {
             std::string::npos);
   EXPECT_NE(text.find("coldheap: COLDHEAP_PROMOTION_RATE=0.2%\n"),
             std::string::npos);
+  EXPECT_NE(text.find("coldheap: COLDHEAP_DENSE=off\n"), std::string::npos);
+  EXPECT_NE(text.find("coldheap: COLDHEAP_DENSE_AGE=auto\n"),
+            std::string::npos);
+}
+
+TEST(ConfigLog, PrometheusStatsAndDenseAgeParseBack) {
+  for (const char* stats : {"prometheus:/tmp/tc/", "prometheus:a.prom"}) {
+    Parsed parsed = Parse({std::string("COLDHEAP_STATS=") + stats,
+                           "COLDHEAP_DENSE_AGE=0"});
+    ASSERT_EQ(parsed.stderr_text, "");
+    SetLogLevel(LogLevel::kInfo);
+    StderrCapture capture;
+    LogConfig(parsed.config, LogLevel::kInfo);
+    std::string text = capture.Finish();
+    SetLogLevel(kDefaultLogLevel);
+    EXPECT_NE(text.find(std::string("coldheap: COLDHEAP_STATS=") + stats +
+                        "\n"),
+              std::string::npos)
+        << text;
+    EXPECT_NE(text.find("coldheap: COLDHEAP_DENSE_AGE=0\n"), std::string::npos)
+        << text;
+  }
 }
 
 TEST(ConfigLog, NothingIsLoggedBelowTheLevel) {
@@ -865,6 +984,8 @@ TEST(ConfigAllocation, ParsingAndLoggingAllocateNothing) {
                                    "COLDHEAP_ZPOOL=zbud",
                                    long_entry.c_str(),
                                    "COLDHEAP_WRITEBACK_FILE=/tmp/wb",
+                                   "COLDHEAP_DENSE=zstd:x",
+                                   "COLDHEAP_DENSE_AGE=auto",
                                    nullptr};
   SetLogLevel(LogLevel::kDebug);
   StderrCapture capture;
@@ -879,7 +1000,7 @@ TEST(ConfigAllocation, ParsingAndLoggingAllocateNothing) {
   std::string text = capture.Finish();
   SetLogLevel(kDefaultLogLevel);
   EXPECT_EQ(t_allocations, 0u);
-  EXPECT_EQ(CountLines(text), 3u + 16u + 2u) << text;
+  EXPECT_EQ(CountLines(text), 4u + 18u + 2u) << text;
 #else
   GTEST_SKIP() << "ASan owns malloc; allocation counting needs a plain build";
 #endif

@@ -22,6 +22,10 @@
 //   mutex THREADS          mutexes and condition variables in evicted objects
 //   churn THREADS SECONDS  malloc/realloc/free of mixed sizes, every block
 //                          checked before it changes, while pages move out
+//   denseretrain THREADS   a retrain while THREADS readers fault back pages
+//                          of the old dictionary (COLDHEAP_DENSE)
+//   forkdense              a child reads dense pages after its parent
+//                          retrained
 #include <fcntl.h>
 #include <jemalloc/jemalloc.h>
 #include <pthread.h>
@@ -42,6 +46,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -55,10 +60,8 @@ namespace {
   exit(1);
 }
 
-// A value from the shim's statistics file (COLDHEAP_STATS), 0 if absent.
-uint64_t Stat(const char* name) {
-  const char* path = getenv("COLDHEAP_STATS");
-  if (path == nullptr || *path == '\0') return 0;
+// A value from the statistics file at `path`, 0 if absent.
+uint64_t StatIn(const char* path, const char* name) {
   FILE* f = fopen(path, "r");
   if (f == nullptr) return 0;
   char line[256];
@@ -72,6 +75,31 @@ uint64_t Stat(const char* name) {
   }
   fclose(f);
   return found;
+}
+
+// The same from the shim's statistics file (COLDHEAP_STATS).
+uint64_t Stat(const char* name) {
+  const char* path = getenv("COLDHEAP_STATS");
+  if (path == nullptr || *path == '\0') return 0;
+  return StatIn(path, name);
+}
+
+// This process's own live statistics (a forked child shares COLDHEAP_STATS
+// with its parent, but not this file).
+uint64_t OwnStat(const char* name) {
+  std::string path = "/tmp/coldheap-" + std::to_string(getuid()) + "/" +
+                     std::to_string(getpid()) + ".stats";
+  return StatIn(path.c_str(), name);
+}
+
+// Waits up to `seconds` for `done`; fails the run after that.
+template <typename Done>
+void WaitUntil(Done done, int seconds, const std::string& what) {
+  for (int i = 0; i < seconds * 50; ++i) {
+    if (done()) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  Fail("not seen within " + std::to_string(seconds) + " s: " + what);
 }
 
 // Waits for two complete evictor passes after the call: in stress mode
@@ -647,6 +675,91 @@ int ModePausedLocker(int rounds) {
   return 0;
 }
 
+// The dense tier (run with COLDHEAP_DENSE=zstd, COLDHEAP_DENSE_AGE=0). The
+// first dictionary is trained on a 2 MiB heap (a smaller one may stay in
+// jemalloc's first extents, outside the region); 1 MiB more is stored with
+// it; then the heap grows past 4x the first sample, which retrains it.
+// Meanwhile `threads` readers fault back random pages of the first 3 MiB,
+// a few hundred a second, so that old-dictionary pages are still in the
+// pool and being read for seconds after the retrain. Prints the most
+// dictionaries seen alive at once (2 or more: that overlap happened).
+int ModeDenseRetrain(int threads) {
+  if (!ShimStatsWanted()) return 0;
+  std::vector<Block> first = Allocate(2, 7000);
+  WaitUntil([] { return Stat("dense_dictionary_generation") >= 1; }, 60,
+            "a first dictionary");
+  std::vector<Block> more = Allocate(1, 7500);
+  first.insert(first.end(), more.begin(), more.end());
+  WaitUntil([] { return Stat("dense_pages") > 500; }, 60,
+            "pages stored with the first dictionary");
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> readers;
+  for (int t = 0; t < threads; ++t) {
+    readers.emplace_back([&, t] {
+      std::mt19937_64 rng(t);
+      while (!stop.load()) {
+        const Block& b = first[rng() % first.size()];
+        size_t from = rng() % b.size;
+        size_t n = std::min<size_t>(b.size - from, 4096);
+        for (size_t i = from; i < from + n; ++i) {
+          if (b.data[i] != ByteAt(b.seed, i)) Fail("denseretrain: a read differs");
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+    });
+  }
+  std::vector<Block> second = Allocate(12, 8000);
+  uint64_t most = 0;
+  WaitUntil([&] {
+    most = std::max(most, Stat("dense_dictionaries"));
+    return Stat("dense_dictionary_generation") >= 2 && most >= 2;
+  }, 60, "a retrained dictionary beside the first");
+  uint64_t refaults = Stat("dense_refaults");
+  WaitUntil([&] { return Stat("dense_refaults") > refaults + 100; }, 30,
+            "dense refaults after the retrain");
+  stop = true;
+  for (auto& r : readers) r.join();
+  VerifyAll(first, "denseretrain first");
+  VerifyAll(second, "denseretrain second");
+  printf("max_dictionaries %llu\n", static_cast<unsigned long long>(most));
+  return 0;
+}
+
+// Fork with dense pages: the child waits until the parent has retrained
+// (and may have freed the dictionary the child's pages need), then reads
+// every page back. Prints the child's own dense refaults.
+int ModeForkDense() {
+  if (!ShimStatsWanted()) return 0;
+  std::vector<Block> first = Allocate(2, 9000);
+  WaitUntil([] { return Stat("dense_dictionary_generation") >= 1 &&
+                        Stat("dense_pages") > 100; },
+            60, "a first dictionary and dense pages");
+  int go[2];
+  if (pipe(go) != 0) Fail("pipe");
+  pid_t child = fork();
+  if (child == 0) {
+    char c;
+    if (read(go[0], &c, 1) != 1) _exit(3);
+    VerifyAll(first, "forkdense child");
+    uint64_t scans = OwnStat("scans");
+    WaitUntil([&] { return OwnStat("scans") >= scans + 2; }, 30, "child stats");
+    printf("child_dense_refaults %llu\n",
+           static_cast<unsigned long long>(OwnStat("dense_refaults")));
+    fflush(stdout);
+    _exit(0);
+  }
+  std::vector<Block> second = Allocate(12, 9500);
+  WaitUntil([] { return Stat("dense_dictionary_generation") >= 2; }, 60,
+            "a retrained dictionary in the parent");
+  if (write(go[1], "g", 1) != 1) Fail("write");
+  int status = 0;
+  waitpid(child, &status, 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) Fail("the child failed");
+  VerifyAll(first, "forkdense parent");
+  VerifyAll(second, "forkdense parent");
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -670,6 +783,8 @@ int main(int argc, char** argv) {
   if (mode == "realloc") return ModeRealloc(arg(2, 16));
   if (mode == "purge") return ModePurge(arg(2, 16));
   if (mode == "mutex") return ModeMutex(static_cast<int>(arg(2, 4)));
+  if (mode == "denseretrain") return ModeDenseRetrain(static_cast<int>(arg(2, 8)));
+  if (mode == "forkdense") return ModeForkDense();
   if (mode == "churn") {
     return ModeChurn(static_cast<int>(arg(2, 2)), static_cast<int>(arg(3, 20)));
   }

@@ -51,6 +51,27 @@ TEST(PageWordTest, PackUnpackRoundTripsEveryStateAndSize) {
   }
 }
 
+// The codec says how a page's bytes are read back; a word that lost it
+// would hand a dense page to LZ4.
+TEST(PageWordTest, CodecAndDenseMarkRoundTripBesideEveryStateAndSize) {
+  for (PageState s : kAllStates) {
+    for (uint16_t size : {0, 1, 2868, 4096, 0xffff}) {
+      for (uint8_t codec : {0, 1, 2, 7, 127}) {
+        uint32_t word = PageWord::Pack(s, size, codec);
+        for (uint32_t marked : {word, word | PageWord::kDenseTried}) {
+          PageWord w = PageWord::Unpack(marked);
+          EXPECT_EQ(w.state, s);
+          EXPECT_EQ(w.size, size);
+          EXPECT_EQ(w.codec, codec);
+          EXPECT_EQ(w.dense_tried, marked != word);
+        }
+      }
+    }
+  }
+  EXPECT_NE(PageWord::Pack(PageState::kCompressed, 100, 0),
+            PageWord::Pack(PageState::kCompressed, 100, 2));
+}
+
 TEST(PageWordTest, ZeroWordIsUntouchedWithoutSize) {
   PageWord w = PageWord::Unpack(0);
   EXPECT_EQ(w.state, PageState::kUntouched);

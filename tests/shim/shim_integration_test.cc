@@ -230,6 +230,65 @@ TEST(ShimIntegration, PoolLimitWritesBackAndPagesReadBackIntact) {
   rmdir(dir.c_str());  // empty: the file was O_TMPFILE
 }
 
+// The dense tier (issue 9): pages recompressed at the first scan after they
+// are stored, so that every page goes through both tiers.
+const std::vector<std::string> kDenseStress = {"COLDHEAP_DENSE=zstd",
+                                               "COLDHEAP_DENSE_AGE=0"};
+
+void ExpectDenseRoundTrips(const RunResult& run) {
+  ExpectEvictedAndRestored(run);
+  EXPECT_GT(run.stats.at("dense_recompressed_pages"), 0u) << run.stderr_text;
+  EXPECT_GT(run.stats.at("dense_refaults"), 0u) << run.stderr_text;
+  EXPECT_GE(run.stats.at("dense_dictionary_generation"), 1u);
+}
+
+TEST(ShimIntegration, EveryPageSurvivesBothTiersUnderStress) {
+  ExpectDenseRoundTrips(RunWorkload({"fill", "4", "16"}, true, kDenseStress));
+  ExpectDenseRoundTrips(RunWorkload({"churn", "4", "5"}, true, kDenseStress));
+}
+
+TEST(ShimIntegration, DenseTierIsOffByDefault) {
+  RunResult run = RunWorkload({"fill", "2", "8"});
+  ExpectEvictedAndRestored(run);
+  EXPECT_EQ(run.stats.at("dense_recompressed_pages"), 0u);
+  EXPECT_EQ(run.stats.at("dense_memory_bytes"), 0u);
+}
+
+uint64_t Printed(const RunResult& run, const std::string& name) {
+  size_t at = run.stdout_text.find(name + " ");
+  if (at == std::string::npos) return 0;
+  return std::stoull(run.stdout_text.substr(at + name.size() + 1));
+}
+
+TEST(ShimIntegration, RetrainWhileEightThreadsFaultBackOldDictionaryPages) {
+  RunResult run = RunWorkload({"denseretrain", "8"}, true, kDenseStress);
+  ExpectDenseRoundTrips(run);
+  EXPECT_GE(run.stats.at("dense_dictionary_generation"), 2u);
+  // Both dictionaries were alive at once: old-dictionary pages were still
+  // there, and read, after the retrain; the old one was freed afterwards.
+  EXPECT_GE(Printed(run, "max_dictionaries"), 2u) << run.stdout_text;
+}
+
+TEST(ShimIntegration, ForkedChildReadsDensePagesAfterItsParentRetrained) {
+  RunResult run = RunWorkload({"forkdense"}, true, kDenseStress);
+  ExpectDenseRoundTrips(run);
+  EXPECT_GE(run.stats.at("dense_dictionary_generation"), 2u);
+  EXPECT_GT(Printed(run, "child_dense_refaults"), 0u) << run.stdout_text;
+}
+
+TEST(ShimIntegration, DensePagesWrittenBackReadBackIntact) {
+  char dir_template[] = "/tmp/coldheap-wb-XXXXXX";
+  std::string dir = mkdtemp(dir_template);
+  RunResult run = RunWorkload(
+      {"fill", "2", "32"}, true,
+      {"COLDHEAP_COLD_AGE=100ms", "COLDHEAP_CPU_BUDGET=100",
+       "COLDHEAP_MAX_POOL_PERCENT=5", "COLDHEAP_WRITEBACK_FILE=" + dir,
+       "COLDHEAP_DENSE=zstd", "COLDHEAP_DENSE_AGE=0"});
+  ExpectEvictedAndRestored(run);
+  EXPECT_GT(run.stats.at("dense_written_back_pages"), 0u) << run.stderr_text;
+  rmdir(dir.c_str());
+}
+
 // A hot set that is only read (invisible to write tracking) stays resident
 // thanks to probation; the cold 90% is compressed.
 TEST(ShimIntegration, ReadOnlyHotSetStaysResidentAndTheRestIsCompressed) {
