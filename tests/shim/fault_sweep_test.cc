@@ -39,12 +39,17 @@ struct Case {
   std::vector<std::string> args;  // heap_workload's
   Expect expect;
   bool writeback = false;  // a pool limit that writes back to a file
+  bool dense = false;      // the dense tier on, every page through it
 };
 
 WorkloadRun RunCase(const Case& c) {
   WorkloadOptions options;
   options.args = c.args;
   options.env = {"COLDHEAP_TEST_FAULT=" + c.rule};
+  if (c.dense) {
+    options.env.push_back("COLDHEAP_DENSE=zstd");
+    options.env.push_back("COLDHEAP_DENSE_AGE=0");
+  }
   if (c.writeback) {
     for (const char* e : {"COLDHEAP_COLD_AGE=100ms", "COLDHEAP_CPU_BUDGET=100",
                           "COLDHEAP_MAX_POOL_PERCENT=5",
@@ -71,6 +76,9 @@ std::vector<Case> Cases() {
   const std::string threads = std::to_string(ShimThreads());
   const std::string child_thread = std::to_string(ShimThreads() + 1);
   const std::string child_evictor = std::to_string(2 * ShimThreads());
+  // Start-up maps the region, staging, the page table, the dense tier's
+  // workspace and one buffer per handler: every mapping after those.
+  const std::string after_start = std::to_string(4 + ShimThreads()) + "+";
   std::vector<Case> cases = {
       // Start-up: each call that can fail before jemalloc's hooks are in.
       {"reserve:ENOMEM:1", fill, Expect::kFallsBack},   // the region
@@ -126,6 +134,11 @@ std::vector<Case> Cases() {
       // A full disk for good: the evictor stops trying until the next scan
       // (it used to retry every object for every page, and stall).
       {"file_write:ENOSPC:1+", wb, Expect::kDegrades, true},
+      // The dense tier: its refaults, its pool, its slots and training.
+      {"copy:ENOMEM:1/20", churn, Expect::kDegrades, false, true},
+      {"move:ENOMEM:1/10", churn, Expect::kDegrades, false, true},
+      {"pool_map:ENOMEM:1/5", churn, Expect::kDegrades, false, true},
+      {"reserve:ENOMEM:" + after_start, churn, Expect::kDegrades, false, true},
   };
   return cases;
 }
@@ -174,7 +187,8 @@ TEST_P(FaultSweep, WorkloadKeepsEveryByteAndShimDegradesAsDesigned) {
 }
 
 std::string CaseName(const ::testing::TestParamInfo<Case>& info) {
-  std::string name = info.param.rule + "_" + info.param.args[0];
+  std::string name = info.param.rule + "_" + info.param.args[0] +
+                     (info.param.dense ? "_dense" : "");
   for (char& ch : name) {
     if (!isalnum(static_cast<unsigned char>(ch))) ch = '_';
   }
