@@ -76,9 +76,11 @@ std::vector<Case> Cases() {
   const std::string threads = std::to_string(ShimThreads());
   const std::string child_thread = std::to_string(ShimThreads() + 1);
   const std::string child_evictor = std::to_string(2 * ShimThreads());
-  // Start-up maps the region, staging, the page table, the dense tier's
-  // workspace and one buffer per handler: every mapping after those.
-  const std::string after_start = std::to_string(4 + ShimThreads()) + "+";
+  // With the dense tier, start-up maps the region, staging, the page table,
+  // the tier's workspace, a buffer and a compressor workspace per handler,
+  // the evictor's and the recompressor's compressor workspaces: 7 + 2 per
+  // CPU. Every mapping after those fails.
+  const std::string after_start = std::to_string(5 + 2 * ShimThreads()) + "+";
   std::vector<Case> cases = {
       // Start-up: each call that can fail before jemalloc's hooks are in.
       {"reserve:ENOMEM:1", fill, Expect::kFallsBack},   // the region
