@@ -521,9 +521,12 @@ bool Evictor::WriteBack() {
   // A page at a time, so a handler freeing a handle waits one step at most.
   for (uint64_t pages = (total - goal + kPageSize - 1) / kPageSize; pages > 0;) {
     std::lock_guard<std::mutex> shrinking(heap_->writeback->shrink_mu);
+    uint64_t failures = os::FailureCount();
     absl::StatusOr<size_t> freed = heap_->pool->Shrink(1);
     if (!freed.ok() || *freed == 0) {
-      writeback_stalled_ = true;
+      // Nothing freed because the file refused (ENOSPC, EIO): stop for this
+      // scan. Otherwise (objects busy) the next page may try again.
+      writeback_stalled_ = os::FailureCount() != failures;
       break;
     }
     pages = *freed >= pages ? 0 : pages - *freed;
