@@ -218,6 +218,7 @@ size_t Evictor::Reclaim(const policy::ScanReport& report) {
                              : report.heap_pages * kPageSize *
                                    heap_->config->max_pool_percent / 100;
   pool_limit_tripped_ = pool_full;
+  writeback_stalled_ = false;
   if (pool_full && heap_->writeback != nullptr) {
     std::lock_guard<std::mutex> lock(batch_mu_);
     pool_full = !WriteBack();
@@ -532,11 +533,18 @@ bool Evictor::WriteBack() {
   uint64_t goal = pool_limit_bytes_ / 100 * heap_->config->accept_threshold_percent;
   uint64_t total = heap_->pool->TotalSize();
   if (total <= goal) return true;
+  if (writeback_stalled_) return false;
   // A page at a time, so a handler freeing a handle waits one step at most.
   for (uint64_t pages = (total - goal + kPageSize - 1) / kPageSize; pages > 0;) {
     std::lock_guard<std::mutex> shrinking(heap_->writeback->shrink_mu);
+    uint64_t failures = os::FailureCount();
     absl::StatusOr<size_t> freed = heap_->pool->Shrink(1);
-    if (!freed.ok() || *freed == 0) break;
+    if (!freed.ok() || *freed == 0) {
+      // Nothing freed because the file refused (ENOSPC, EIO): stop for this
+      // scan. Otherwise (objects busy) the next page may try again.
+      writeback_stalled_ = os::FailureCount() != failures;
+      break;
+    }
     pages = *freed >= pages ? 0 : pages - *freed;
   }
   return heap_->pool->TotalSize() <= goal;
@@ -648,10 +656,15 @@ void Evictor::CompressStaged(size_t slot, bool pool_full) {
 void Evictor::MoveBack(size_t slot, PageEntry& e) {
   if (!PageTable::Transition(e, PageState::kStaged, PageState::kClaimed)) return;
   char* dst = heap_->region->PageAddress(slot_page_[slot]);
-  os::OsResult<size_t> r;
-  do {
-    r = os::Copy(heap_->uffd, dst, heap_->staging.Slot(slot), kPageSize);
-  } while (!r.ok() && r.error == EAGAIN && r.value == 0);
+  // The slot holds the only copy: the page must go back before it is
+  // published resident. ENOMEM is the kernel short of a page for a moment:
+  // back off and retry. ESRCH: the process is exiting, nothing reads it.
+  for (int tries = 0;; ++tries) {
+    os::OsResult<size_t> r =
+        os::Copy(heap_->uffd, dst, heap_->staging.Slot(slot), kPageSize);
+    if (r.ok() || r.error == ESRCH) break;
+    if (tries >= 8) SleepMs(1);
+  }
   uint8_t tries = e.poor_compressions < 6 ? e.poor_compressions + 1 : 6;
   e.poor_compressions = tries;
   e.skip_scans = static_cast<uint8_t>(1u << tries) > kMaxBackoffScans

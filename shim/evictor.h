@@ -138,6 +138,10 @@ class Evictor {
   uint64_t pool_limit_bytes_ = ~uint64_t{0};  // COLDHEAP_MAX_POOL_PERCENT now
   bool pool_limit_tripped_ = false;  // the limit was reached in this scan
   uint64_t in_scan_limit_hits_ = 0;
+  // A writeback freed nothing in this scan because the file refused (its
+  // filesystem is full): not tried again before the next scan, or every
+  // page would cost a pass over the whole pool.
+  bool writeback_stalled_ = false;
   uint64_t last_processed_ = 0;  // pages handled by the previous pass
   uint64_t last_cpu_ns_ = 0;     // and the CPU it took
   // For RefaultCostNs: the handlers' CPU counted as refaults' so far, and

@@ -1,6 +1,7 @@
 #include "shim/fault_handler.h"
 
 #include <linux/userfaultfd.h>
+#include <sched.h>
 
 #include <atomic>
 #include <cerrno>
@@ -103,6 +104,9 @@ void FaultHandlers::Run(Handler& h) {
     os::OsResult<size_t> n = os::ReadEvents(heap_->uffd, msgs, 16);
     if (!n.ok()) {
       if (n.error == EAGAIN) continue;
+      // EBADF: a forked child fell back to plain jemalloc and closed the
+      // userfaultfd under us (RestoreAndRunPlain), which says so itself.
+      if (n.error == EBADF) return;
       LogLine(LogLevel::kError,
               {"fault handler stopped: read(userfaultfd): ", os::ErrnoName(n.error)});
       running_.fetch_sub(1);
@@ -311,9 +315,11 @@ size_t FaultHandlers::ClaimNeighbours(Handler& h, size_t index) {
 bool FaultHandlers::CopyBackStaged(size_t index) {
   PageEntry& e = heap_->table->at(index);
   uint8_t ticks_out = e.age.load(std::memory_order_relaxed);
-  if (!CopyIn(index, heap_->staging.Slot(e.payload), 1)) {
-    Abandon(index, 1, nullptr);
-    return false;
+  // The slot holds the only copy, and the evictor, seeing the page taken,
+  // empties the slot once we are done: it cannot be handed back. ENOMEM is
+  // the kernel short of a page for a moment: retry, yielding.
+  for (int tries = 0; !CopyIn(index, heap_->staging.Slot(e.payload), 1); ++tries) {
+    if (tries >= 8) sched_yield();
   }
   Finish(index, 1);
   (void)RememberRefault(e, ticks_out);

@@ -10,17 +10,45 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <new>
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 
+#ifdef COLDHEAP_FAULT_INJECTION
+#include "shim/fault_injector.h"
+#endif
+
 namespace coldheap::os {
 namespace {
+
+std::atomic<uint64_t> failures{0};
+
+// The errno to fail this call of `site` with, in the test build; 0 (and no
+// code) in the release build.
+inline int Injected([[maybe_unused]] Site site) {
+#ifdef COLDHEAP_FAULT_INJECTION
+  return fault_injection::Check(site);
+#else
+  return 0;
+#endif
+}
+
+// Counts a failure the caller has to handle and passes its errno on.
+int Failed(int error) {
+  failures.fetch_add(1, std::memory_order_relaxed);
+  return error;
+}
+
+// The errno from the last call, counted as a failure unless 0.
+int Checked(bool ok) { return ok ? 0 : Failed(errno); }
 
 constexpr uintptr_t RoundUp(uintptr_t value, uintptr_t alignment) {
   return (value + alignment - 1) & ~(alignment - 1);
@@ -186,6 +214,13 @@ OsResult<size_t> FillResult(int ret, int error, __s64 progress, size_t len) {
   return {0, error};
 }
 
+// A fill's result, its error counted as a failure unless it is the EAGAIN
+// of a fill that made progress.
+OsResult<size_t> Counted(OsResult<size_t> r) {
+  if (!r.ok() && !(r.error == EAGAIN && r.value > 0)) (void)Failed(r.error);
+  return r;
+}
+
 // EEXIST on the first page of a fill: someone else filled it. Count the page
 // as done and wake whoever waits on it.
 OsResult<size_t> FirstPagePresent(int uffd, void* dst, size_t len,
@@ -228,6 +263,30 @@ OsResult<size_t> CountUnreportedMoves(char* dst, char* src, size_t len,
 
 }  // namespace
 
+const char* SiteName(Site site) {
+  static constexpr const char* kNames[] = {
+      "reserve",     "release",      "dontneed",     "register",
+      "copy",        "zeropage",     "move",         "wake",
+      "read_events", "pagemap_scan", "open_uffd",    "open_pagemap",
+      "pin",         "pool_map",     "file_open",    "file_write",
+      "file_read",   "file_copy",    "thread_create",
+  };
+  static_assert(sizeof(kNames) / sizeof(kNames[0]) ==
+                static_cast<size_t>(Site::kCount));
+  const auto i = static_cast<size_t>(site);
+  return i < static_cast<size_t>(Site::kCount) ? kNames[i] : "?";
+}
+
+uint64_t FailureCount() { return failures.load(std::memory_order_relaxed); }
+
+uint64_t InjectedFailureCount() {
+#ifdef COLDHEAP_FAULT_INJECTION
+  return fault_injection::InjectedCount();
+#else
+  return 0;
+#endif
+}
+
 const char* ErrnoName(int error) {
   const char* name = strerrorname_np(error);
   return name != nullptr ? name : "E?";
@@ -245,9 +304,10 @@ OsResult<void*> Reserve(size_t bytes) {
   // aligned start.
   const size_t span = size + kHugePageSize - kPageSize;
   if (size < bytes || span < size) return {nullptr, ENOMEM};
+  if (int e = Injected(Site::kReserve)) return {nullptr, Failed(e)};
   void* raw = mmap(nullptr, span, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (raw == MAP_FAILED) return {nullptr, errno};
+  if (raw == MAP_FAILED) return {nullptr, Failed(errno)};
   const uintptr_t base = reinterpret_cast<uintptr_t>(raw);
   const uintptr_t start = RoundUp(base, kHugePageSize);
   const size_t head = start - base;
@@ -261,11 +321,13 @@ OsResult<void*> Reserve(size_t bytes) {
 }
 
 OsStatus Release(void* addr, size_t bytes) {
-  return {munmap(addr, bytes) == 0 ? 0 : errno};
+  if (int e = Injected(Site::kRelease)) return {Failed(e)};
+  return {Checked(munmap(addr, bytes) == 0)};
 }
 
 OsStatus DontNeed(void* addr, size_t bytes) {
-  return {madvise(addr, bytes, MADV_DONTNEED) == 0 ? 0 : errno};
+  if (int e = Injected(Site::kDontNeed)) return {Failed(e)};
+  return {Checked(madvise(addr, bytes, MADV_DONTNEED) == 0)};
 }
 
 OsStatus NoHugePages(void* addr, size_t bytes) {
@@ -279,6 +341,10 @@ absl::StatusOr<Userfaultfd> OpenUserfaultfd(const UffdOptions& options) {
   // Never UFFD_USER_MODE_ONLY: see os.h.
   const int flags = O_CLOEXEC | (options.nonblocking ? O_NONBLOCK : 0);
 
+  if (int e = Injected(Site::kOpenUffd)) {
+    return absl::UnavailableError(absl::StrCat(
+        "userfaultfd unavailable: userfaultfd(2): ", ErrnoName(Failed(e))));
+  }
   // What the kernel offers, learnt on a throw-away fd: the handshake happens
   // once per fd, and asking for an unknown feature fails it.
   absl::StatusOr<RawUffd> probe = OpenRaw(options.source, flags);
@@ -339,7 +405,8 @@ OsResult<uint64_t> Register(int uffd, void* addr, size_t len, uint64_t mode) {
   reg.range.start = Addr(addr);
   reg.range.len = len;
   reg.mode = mode;
-  if (ioctl(uffd, UFFDIO_REGISTER, &reg) != 0) return {0, errno};
+  if (int e = Injected(Site::kRegister)) return {0, Failed(e)};
+  if (ioctl(uffd, UFFDIO_REGISTER, &reg) != 0) return {0, Failed(errno)};
   return {reg.ioctls, 0};
 }
 
@@ -355,13 +422,14 @@ OsResult<size_t> Copy(int uffd, void* dst, const void* src, size_t len,
   copy.src = Addr(src);
   copy.len = len;
   copy.mode = mode;
+  if (int e = Injected(Site::kCopy)) return {0, Failed(e)};
   const int ret = ioctl(uffd, UFFDIO_COPY, &copy);
   const int error = errno;
   if (ret != 0 && error == EEXIST) {
     return FirstPagePresent(uffd, dst, len,
                             (mode & UFFDIO_COPY_MODE_DONTWAKE) == 0);
   }
-  return FillResult(ret, error, copy.copy, len);
+  return Counted(FillResult(ret, error, copy.copy, len));
 }
 
 OsResult<size_t> ZeroPage(int uffd, void* dst, size_t len, uint64_t mode) {
@@ -369,13 +437,14 @@ OsResult<size_t> ZeroPage(int uffd, void* dst, size_t len, uint64_t mode) {
   zero.range.start = Addr(dst);
   zero.range.len = len;
   zero.mode = mode;
+  if (int e = Injected(Site::kZeroPage)) return {0, Failed(e)};
   const int ret = ioctl(uffd, UFFDIO_ZEROPAGE, &zero);
   const int error = errno;
   if (ret != 0 && error == EEXIST) {
     return FirstPagePresent(uffd, dst, len,
                             (mode & UFFDIO_ZEROPAGE_MODE_DONTWAKE) == 0);
   }
-  return FillResult(ret, error, zero.zeropage, len);
+  return Counted(FillResult(ret, error, zero.zeropage, len));
 }
 
 OsResult<size_t> Move(int uffd, void* dst, void* src, size_t len,
@@ -385,11 +454,18 @@ OsResult<size_t> Move(int uffd, void* dst, void* src, size_t len,
   move.src = Addr(src);
   move.len = len;
   move.mode = mode;
+  if (int e = Injected(Site::kMove)) {
+    return {0, e == EBUSY || e == ENOENT ? e : Failed(e)};
+  }
   const int ret = ioctl(uffd, UFFDIO_MOVE, &move);
   const OsResult<size_t> r = FillResult(ret, errno, move.move, len);
   if (r.ok()) return r;
-  return CountUnreportedMoves(static_cast<char*>(dst), static_cast<char*>(src),
-                              len, r);
+  const OsResult<size_t> counted = CountUnreportedMoves(
+      static_cast<char*>(dst), static_cast<char*>(src), len, r);
+  // EBUSY (a page shared with a child) and ENOENT (a hole) are answers about
+  // the page, not failures.
+  if (counted.error == EBUSY || counted.error == ENOENT) return counted;
+  return Counted(counted);
 }
 
 OsStatus WriteProtect(int uffd, void* addr, size_t len, bool protect,
@@ -399,20 +475,26 @@ OsStatus WriteProtect(int uffd, void* addr, size_t len, bool protect,
   wp.range.len = len;
   wp.mode = (protect ? UFFDIO_WRITEPROTECT_MODE_WP : 0) |
             (dont_wake ? UFFDIO_WRITEPROTECT_MODE_DONTWAKE : 0);
-  return {ioctl(uffd, UFFDIO_WRITEPROTECT, &wp) == 0 ? 0 : errno};
+  return {Checked(ioctl(uffd, UFFDIO_WRITEPROTECT, &wp) == 0)};
 }
 
 OsStatus Wake(int uffd, void* addr, size_t len) {
+  if (int e = Injected(Site::kWake)) return {Failed(e)};
   uffdio_range range = {Addr(addr), len};
-  return {ioctl(uffd, UFFDIO_WAKE, &range) == 0 ? 0 : errno};
+  return {Checked(ioctl(uffd, UFFDIO_WAKE, &range) == 0)};
 }
 
 OsResult<size_t> ReadEvents(int uffd, uffd_msg* out, size_t max) {
   if (max == 0) return {0, EINVAL};
   for (;;) {
+    if (int e = Injected(Site::kReadEvents)) {
+      if (Failed(e) == EINTR) continue;
+      return {0, e};
+    }
     const ssize_t n = read(uffd, out, max * sizeof(uffd_msg));
     if (n >= 0) return {static_cast<size_t>(n) / sizeof(uffd_msg), 0};
-    if (errno != EINTR) return {0, errno};
+    if (errno == EINTR) continue;
+    return {0, errno == EAGAIN ? EAGAIN : Failed(errno)};
   }
 }
 
@@ -427,10 +509,15 @@ OsResult<bool> WaitReadable(int fd, int timeout_ms) {
 // PAGEMAP_SCAN.
 
 absl::StatusOr<int> OpenPagemap() {
-  const int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+  int fd = -1;
+  if (int e = Injected(Site::kOpenPagemap)) {
+    errno = e;
+  } else {
+    fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+  }
   if (fd < 0) {
     return absl::UnavailableError(absl::StrCat(
-        "cannot open /proc/self/pagemap: ", ErrnoName(errno)));
+        "cannot open /proc/self/pagemap: ", ErrnoName(Failed(errno))));
   }
   return fd;
 }
@@ -454,8 +541,12 @@ OsResult<ScanResult> PageMapScan(int pagemap_fd, const void* start, size_t len,
   arg.category_mask = request.category_mask;
   arg.category_anyof_mask = request.category_anyof_mask;
   arg.return_mask = request.return_mask;
+  // The support probe (a zero-length scan) is not a data-path call.
+  if (len != 0) {
+    if (int e = Injected(Site::kPagemapScan)) return {{}, Failed(e)};
+  }
   const int n = ioctl(pagemap_fd, PAGEMAP_SCAN, &arg);
-  if (n < 0) return {{}, errno};
+  if (n < 0) return {{}, len != 0 ? Failed(errno) : errno};
   return {{static_cast<size_t>(n), static_cast<uintptr_t>(arg.walk_end)}, 0};
 }
 
@@ -480,14 +571,122 @@ OsResult<ScanResult> QueryPages(int pagemap_fd, const void* start, size_t len,
 }
 
 // ---------------------------------------------------------------------------
+// The pool's memory.
+
+namespace {
+
+// Each run is its own mapping: the kernel merges neighbouring anonymous
+// mappings, and a freed run goes straight back to the OS.
+class PoolPages final : public pool::PageSource {
+ public:
+  void* MapPages(size_t pages) override {
+    if (int e = Injected(Site::kPoolMap)) {
+      (void)Failed(e);
+      return nullptr;
+    }
+    void* p = mmap(nullptr, pages * kPageSize, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p != MAP_FAILED) return p;
+    (void)Failed(errno);
+    return nullptr;
+  }
+  void UnmapPages(void* start, size_t pages) override {
+    (void)Release(start, pages * kPageSize);
+  }
+};
+
+}  // namespace
+
+pool::PageSource& PoolPageSource() {
+  // In static storage, built on first use: no heap, no static constructor,
+  // never destroyed (the pool outlives static destructors).
+  alignas(PoolPages) static unsigned char storage[sizeof(PoolPages)];
+  static pool::PageSource* source = new (storage) PoolPages();
+  return *source;
+}
+
+// ---------------------------------------------------------------------------
+// Files.
+
+OsResult<int> OpenUnlinkedFile(const char* path) {
+  if (int e = Injected(Site::kFileOpen)) return {-1, Failed(e)};
+  struct stat st;
+  int fd;
+  if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+    fd = open(path, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+  } else {
+    fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd >= 0) unlink(path);
+  }
+  if (fd < 0) return {-1, Failed(errno)};
+  return {fd, 0};
+}
+
+OsStatus WriteAt(int fd, const void* data, size_t size, off_t offset) {
+  size_t done = 0;
+  while (done < size) {
+    if (int e = Injected(Site::kFileWrite)) {
+      if (Failed(e) == EINTR) continue;
+      return {e};
+    }
+    const ssize_t n = pwrite(fd, static_cast<const char*>(data) + done,
+                             size - done, offset + static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return {Failed(errno)};
+    if (n == 0) return {Failed(EIO)};
+    done += static_cast<size_t>(n);
+  }
+  return {};
+}
+
+OsStatus ReadAt(int fd, void* data, size_t size, off_t offset) {
+  size_t done = 0;
+  while (done < size) {
+    if (int e = Injected(Site::kFileRead)) {
+      if (Failed(e) == EINTR) continue;
+      return {e};
+    }
+    const ssize_t n = pread(fd, static_cast<char*>(data) + done, size - done,
+                            offset + static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return {Failed(errno)};
+    if (n == 0) return {Failed(EIO)};  // past the end: never written
+    done += static_cast<size_t>(n);
+  }
+  return {};
+}
+
+OsStatus CopyFile(int from, int to, size_t bytes) {
+  if (int e = Injected(Site::kFileCopy)) return {Failed(e)};
+  loff_t in = 0;
+  loff_t out = 0;
+  while (bytes > 0) {
+    const ssize_t n = copy_file_range(from, &in, to, &out, bytes, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return {Failed(errno)};
+    if (n == 0) break;  // past the end of a sparse tail: nothing to copy
+    bytes -= static_cast<size_t>(n);
+  }
+  return {};
+}
+
+// ---------------------------------------------------------------------------
 // Threads and clocks.
+
+OsStatus CreateThread(pthread_t* thread, const pthread_attr_t* attr,
+                      void* (*main)(void*), void* arg) {
+  if (int e = Injected(Site::kThreadCreate)) return {Failed(e)};
+  const int error = pthread_create(thread, attr, main, arg);
+  return {error == 0 ? 0 : Failed(error)};
+}
 
 OsStatus PinCurrentThreadToCpu(int cpu) {
   if (cpu < 0 || cpu >= CPU_SETSIZE) return {EINVAL};
   cpu_set_t set;
   CPU_ZERO(&set);
   CPU_SET(cpu, &set);
-  return {sched_setaffinity(0, sizeof(set), &set) == 0 ? 0 : errno};
+  if (int e = Injected(Site::kPin)) return {Failed(e)};
+  return {Checked(sched_setaffinity(0, sizeof(set), &set) == 0)};
 }
 
 int NumCpus() {

@@ -51,6 +51,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "pool/page_source.h"
 #include "shim/uffd_compat.h"
 
 namespace coldheap::os {
@@ -80,6 +81,46 @@ struct [[nodiscard]] OsResult {
 const char* ErrnoName(int error);
 
 OsStatus CloseFd(int fd);
+
+// ---------------------------------------------------------------------------
+// Failures.
+
+// The kernel calls the data path makes, one site each. In the test build
+// (bazel --config=faultinject) any of them can be made to fail on purpose
+// (see fault_injector.h); the release library has no injector at all.
+enum class Site : uint8_t {
+  kReserve,       // Reserve: mmap
+  kRelease,       // Release: munmap
+  kDontNeed,      // DontNeed: madvise
+  kRegister,      // Register: UFFDIO_REGISTER
+  kCopy,          // Copy: UFFDIO_COPY
+  kZeroPage,      // ZeroPage: UFFDIO_ZEROPAGE
+  kMove,          // Move: UFFDIO_MOVE
+  kWake,          // Wake: UFFDIO_WAKE
+  kReadEvents,    // ReadEvents: read(userfaultfd)
+  kPagemapScan,   // PageMapScan and its wrappers: PAGEMAP_SCAN
+  kOpenUffd,      // OpenUserfaultfd: userfaultfd(2)
+  kOpenPagemap,   // OpenPagemap: open(/proc/self/pagemap)
+  kPin,           // PinCurrentThreadToCpu: sched_setaffinity
+  kPoolMap,       // PoolPageSource().MapPages: mmap
+  kFileOpen,      // OpenUnlinkedFile: open
+  kFileWrite,     // WriteAt: pwrite
+  kFileRead,      // ReadAt: pread
+  kFileCopy,      // CopyFile: copy_file_range
+  kThreadCreate,  // CreateThread: pthread_create
+  kCount,
+};
+
+// "move" for Site::kMove: the name COLDHEAP_TEST_FAULT uses.
+const char* SiteName(Site site);
+
+// Failures os:: calls returned to the shim since start (inherited by a
+// forked child): each is an errno the caller had to handle, beyond the
+// protocol answers a call documents as progress (a fill's EAGAIN after some
+// pages, an EEXIST counted as done, UFFDIO_MOVE's EBUSY and ENOENT).
+uint64_t FailureCount();
+// Of those, the ones the test build injected (0 in the release build).
+uint64_t InjectedFailureCount();
 
 // ---------------------------------------------------------------------------
 // Memory.
@@ -282,7 +323,37 @@ OsResult<ScanResult> QueryPages(int pagemap_fd, const void* start, size_t len,
                                 page_region* out, size_t out_len);
 
 // ---------------------------------------------------------------------------
+// The pool's memory.
+
+// Runs of whole zero-filled pages for the compressed pool: anonymous private
+// mmap, one mapping per run. Thread-safe; never allocates. The shim's pool
+// takes its pages from here, so the pool's growth is an os:: call like the
+// others (pool::OsPageSource is the same without this layer, for tools).
+pool::PageSource& PoolPageSource();
+
+// ---------------------------------------------------------------------------
+// Files (the writeback file).
+
+// Opens an unnamed file for reading and writing: O_TMPFILE in `path` when it
+// is a directory, else `path` created (O_EXCL, 0600) and unlinked at once.
+// `value`: the fd (O_CLOEXEC).
+OsResult<int> OpenUnlinkedFile(const char* path);
+
+// Whole pwrite/pread of `size` bytes at `offset` (EINTR and short transfers
+// carried on). A read past the end fails with EIO: nothing written there.
+OsStatus WriteAt(int fd, const void* data, size_t size, off_t offset);
+OsStatus ReadAt(int fd, void* data, size_t size, off_t offset);
+
+// Copies the first `bytes` of `from` into `to` (copy_file_range); the end
+// of a sparse file (EOF before `bytes`) is not an error.
+OsStatus CopyFile(int from, int to, size_t bytes);
+
+// ---------------------------------------------------------------------------
 // Threads and clocks.
+
+// pthread_create. `value` unused; `error` what pthread_create returned.
+OsStatus CreateThread(pthread_t* thread, const pthread_attr_t* attr,
+                      void* (*main)(void*), void* arg);
 
 // Pins the calling thread to `cpu` (sched_setaffinity).
 OsStatus PinCurrentThreadToCpu(int cpu);

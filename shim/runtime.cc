@@ -146,7 +146,8 @@ bool CreatePool(Runtime& rt) {
     }
   }
   absl::StatusOr<pool::ZpoolPtr> pool =
-      pool::DefaultZpoolRegistry().CreatePool(type, "coldheap", ops);
+      pool::DefaultZpoolRegistry().CreatePool(type, "coldheap", ops,
+                                              os::PoolPageSource());
   if (!pool.ok()) {
     Disable(pool.status().message());
     return false;
@@ -209,8 +210,16 @@ void ParentAfterFork() {
 // runs on plain jemalloc (the extent hooks stay, as cheap bookkeeping).
 void RestoreAndRunPlain(Runtime& rt, absl::string_view why) {
   rt.active = false;
-  // Closing the userfaultfd unregisters the region and stops any handler.
-  if (rt.heap.uffd >= 0) (void)os::CloseFd(rt.heap.uffd);
+  // Unregistered first: a handler already started holds the userfaultfd
+  // open in its read(2), so closing it alone would leave the region
+  // watched, and the restore's own writes would fault to that handler,
+  // which waits for the restore (found by tests/shim/fault_sweep_test).
+  if (rt.heap.uffd >= 0) {
+    (void)os::Unregister(rt.heap.uffd, rt.region.base(), rt.region.bytes());
+    (void)os::Unregister(rt.heap.uffd, rt.heap.staging.base,
+                         Staging::kSlots * kPageSize);
+    (void)os::CloseFd(rt.heap.uffd);
+  }
   if (rt.pagemap_fd >= 0) (void)os::CloseFd(rt.pagemap_fd);
   size_t restored = rt.evictor.RestoreAllInPlace();
   LineWriter line;

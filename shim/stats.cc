@@ -14,6 +14,7 @@
 
 #include "absl/strings/string_view.h"
 #include "shim/prometheus.h"
+#include "shim/os.h"
 
 namespace coldheap::shim {
 namespace {
@@ -150,6 +151,9 @@ void Format(const Stats& s, Text& t) {
   t.Line("dense_kept_pages", Get(s.dense_kept_pages));
   t.Line("dense_refaults", Get(s.dense_refaults));
   t.Line("dense_written_back_pages", Get(s.dense_written_back_pages));
+  // Kept by the os:: layer, which every kernel call goes through.
+  t.Line("os_failures", os::FailureCount());
+  t.Line("os_failures_injected", os::InjectedFailureCount());
   t.Line("evictor_cpu_us", Get(s.evictor_cpu_ns) / 1000);
   t.Line("handler_cpu_us", Get(s.handler_cpu_ns) / 1000);
   t.Line("dense_cpu_us", Get(s.dense_cpu_ns) / 1000);

@@ -78,6 +78,10 @@ struct Stats {
   Counter dense_kept_pages{0};  // recompressed, but no smaller class: kept LZ4
   Counter dense_refaults{0};    // refaults of dense pages
   Counter dense_written_back_pages{0};  // dense pages among written_back_pages
+  // Also written, from the os:: layer's own counts (os::FailureCount):
+  // os_failures (kernel calls that failed and were handled: page kept
+  // resident, scan skipped, ...) and os_failures_injected (of those, the
+  // ones the fault-injection test build made fail on purpose).
 
   // Costs.
   Counter evictor_cpu_ns{0};  // all of the evictor's, dense work included

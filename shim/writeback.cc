@@ -1,11 +1,5 @@
 #include "shim/writeback.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
 #include <new>
 
 #include "absl/strings/str_cat.h"
@@ -18,30 +12,21 @@ namespace {
 // 2^24 slots: 64 GiB of written-back objects.
 constexpr uint64_t kMaxSlots = uint64_t{1} << 24;
 
-int OpenUnlinked(const char* path) {
-  struct stat st;
-  if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
-    return open(path, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-  }
-  int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd >= 0) unlink(path);
-  return fd;
-}
-
 }  // namespace
 
 absl::Status WritebackFile::Open(const char* path) {
-  fd_ = OpenUnlinked(path);
-  if (fd_ < 0) {
+  os::OsResult<int> file = os::OpenUnlinkedFile(path);
+  if (!file.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "COLDHEAP_WRITEBACK_FILE='", path, "' cannot be created (",
-        os::ErrnoName(errno),
+        os::ErrnoName(file.error),
         "): give a directory or a path that does not exist yet; "
         "writing nothing back"));
   }
+  fd_ = file.value;
   os::OsResult<void*> stack = os::Reserve(kMaxSlots * sizeof(uint64_t));
   if (!stack.ok()) {
-    close(fd_);
+    (void)os::CloseFd(fd_);
     fd_ = -1;
     return absl::ResourceExhaustedError("no memory for the writeback slots");
   }
@@ -63,46 +48,32 @@ void WritebackFile::Release(uint64_t slot) {
 }
 
 bool WritebackFile::Write(uint64_t slot, const void* data, size_t size) {
-  auto offset = static_cast<off_t>(slot * kPageSize);
-  size_t done = 0;
-  while (done < size) {
-    ssize_t n = pwrite(fd_, static_cast<const char*>(data) + done, size - done,
-                       offset + static_cast<off_t>(done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    done += static_cast<size_t>(n);
-  }
-  return true;
+  return os::WriteAt(fd_, data, size, static_cast<off_t>(slot * kPageSize)).ok();
 }
 
+// The only copy of the page is in the file: a transient error (EIO from a
+// flaky device, ENOMEM) is worth a few more tries before giving up.
 bool WritebackFile::Read(uint64_t slot, void* data, size_t size) {
-  auto offset = static_cast<off_t>(slot * kPageSize);
-  size_t done = 0;
-  while (done < size) {
-    ssize_t n = pread(fd_, static_cast<char*>(data) + done, size - done,
-                      offset + static_cast<off_t>(done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    done += static_cast<size_t>(n);
+  constexpr int kTries = 4;
+  for (int i = 0; i < kTries; ++i) {
+    if (os::ReadAt(fd_, data, size, static_cast<off_t>(slot * kPageSize)).ok()) {
+      return true;
+    }
   }
-  return true;
+  return false;
 }
 
 bool WritebackFile::CopyForChild(const char* path) {
   int shared = fd_;
-  int own = OpenUnlinked(path);
-  if (own < 0) return false;
-  loff_t in = 0;
-  loff_t out = 0;
-  auto bytes = static_cast<size_t>(next_slot_ * kPageSize);
-  while (bytes > 0) {
-    ssize_t n = copy_file_range(shared, &in, own, &out, bytes, 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;  // past the end of a sparse tail: nothing to copy
-    bytes -= static_cast<size_t>(n);
+  os::OsResult<int> own = os::OpenUnlinkedFile(path);
+  if (!own.ok()) return false;
+  // A partial copy would lose pages: fail instead (ENOSPC, EIO).
+  if (!os::CopyFile(shared, own.value, next_slot_ * kPageSize).ok()) {
+    (void)os::CloseFd(own.value);
+    return false;
   }
-  close(shared);
-  fd_ = own;
+  (void)os::CloseFd(shared);
+  fd_ = own.value;
   new (&mu_) std::mutex();  // their holders, if any, are not in this process
   new (&shrink_mu) std::mutex();
   return true;

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Every test: installs what is missing, builds, runs all tests, then the pure
-# logic packages (pool/, policy/) again under ASan + UBSan with debug checks.
+# Every test: installs what is missing, builds, runs all tests, the fault
+# sweep in the fault-injection build, then the pure logic packages (pool/,
+# policy/) again under ASan + UBSan with debug checks.
 # Ends with "N passed, N failed" counted over GoogleTest cases (and shell
 # tests), and exits non-zero if anything failed.
 set -uo pipefail
@@ -25,6 +26,10 @@ count_cases() {
 mkdir -p .ci && touch .ci/.run_marker
 bazel test --nocache_test_results //... || status=1
 count_cases
+touch .ci/.run_marker
+# The fault sweep needs the injector, compiled only in the test build.
+bazel test --nocache_test_results --config=faultinject //tests/shim:fault_sweep_test || status=1
+count_cases --config=faultinject
 touch .ci/.run_marker
 bazel test --nocache_test_results --config=asan //tests/pool/... //tests/policy/... || status=1
 count_cases --config=asan

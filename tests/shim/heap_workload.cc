@@ -12,6 +12,8 @@
 //   fork MB                the child sees evicted pages; both keep evicting
 //   forknofd MB            a child that cannot open a userfaultfd (no free
 //                          file descriptor) still sees all its data
+//   aslimit MB             RLIMIT_AS caps the address space after a first
+//                          eviction: the pool cannot grow
 //   forkshared MB          pages shared with a child are evicted in the parent
 //   forkstorm N            N children in a row, each verifying the heap
 //   spawn                  posix_spawn and vfork+exec with an evicted heap
@@ -110,8 +112,19 @@ bool ShimStatsWanted() {
   return path != nullptr && *path != '\0';
 }
 
+// HEAP_WORKLOAD_PLAIN_OK=1 (the fault sweep's start-up failures): the shim
+// may have fallen back to plain jemalloc, and then never writes its
+// statistics file; wait for nothing.
+bool ShimMayBeOff() {
+  const char* ok = getenv("HEAP_WORKLOAD_PLAIN_OK");
+  const char* path = getenv("COLDHEAP_STATS");
+  if (ok == nullptr || *ok != '1') return false;
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  return access(path, F_OK) != 0;
+}
+
 void WaitForEviction() {
-  if (!ShimStatsWanted()) return;
+  if (!ShimStatsWanted() || ShimMayBeOff()) return;
   uint64_t start = Stat("scans");
   for (int i = 0; i < 1500; ++i) {
     if (Stat("scans") >= start + 2 && Stat("evicted_pages") > 0) return;
@@ -314,6 +327,29 @@ int ModeForkNoFd(size_t mb) {
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) Fail("forknofd: child failed");
   WaitForEviction();
   VerifyAll(blocks, "forknofd: parent");
+  return 0;
+}
+
+// The address space capped (RLIMIT_AS at what the process maps now, as a
+// container's limit would) after a first eviction: the pool cannot grow,
+// so pages that do not fit stay resident, and every byte still reads back.
+// Only existing blocks are rewritten: a new allocation could need a mapping.
+int ModeAsLimit(size_t mb) {
+  std::vector<Block> blocks = Allocate(mb, 31);
+  WaitForEviction();
+  VerifyAll(blocks, "aslimit: before the limit");
+  long pages = 0;
+  FILE* statm = fopen("/proc/self/statm", "r");
+  CheckIo(statm != nullptr && fscanf(statm, "%ld", &pages) == 1, "statm");
+  fclose(statm);
+  rlimit limit;
+  limit.rlim_cur = limit.rlim_max = static_cast<rlim_t>(pages) * 4096;
+  CheckIo(setrlimit(RLIMIT_AS, &limit) == 0, "setrlimit(RLIMIT_AS)");
+  for (int round = 0; round < 3; ++round) {
+    for (Block& b : blocks) Fill(b.data, b.size, b.seed += 1000);
+    WaitForEviction();
+    VerifyAll(blocks, "aslimit: under the limit");
+  }
   return 0;
 }
 
@@ -748,6 +784,7 @@ int main(int argc, char** argv) {
   }
   if (mode == "pausedlocker") return ModePausedLocker(static_cast<int>(arg(2, 20)));
   if (mode == "forknofd") return ModeForkNoFd(arg(2, 16));
+  if (mode == "aslimit") return ModeAsLimit(arg(2, 32));
   if (mode == "forkshared") return ModeForkShared(arg(2, 8));
   if (mode == "forkstorm") return ModeForkStorm(static_cast<int>(arg(2, 20)));
   if (mode == "spawn") return ModeSpawn();
