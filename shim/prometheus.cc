@@ -134,6 +134,12 @@ constexpr Metric kMetrics[] = {
      Unit::kAsIs, "Pages written to the writeback file (zswap's name)."},
     {"scans", "coldheap_scans_total", Kind::kCounter, Unit::kAsIs,
      "Scans for cold pages."},
+    {"os_failures", "coldheap_os_failures_total", Kind::kCounter, Unit::kAsIs,
+     "Kernel calls that failed and that the shim handled (kept the page, "
+     "retried, skipped a scan)."},
+    {"os_failures_injected", "coldheap_os_failures_injected_total",
+     Kind::kCounter, Unit::kAsIs,
+     "Of those, failures injected by the fault-injection test build."},
     // Costs.
     {"evictor_cpu_us", "coldheap_evictor_cpu_seconds_total", Kind::kCounter,
      Unit::kMicros, "CPU time of the evictor thread."},
