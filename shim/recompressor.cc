@@ -85,7 +85,7 @@ void Recompressor::Train() {
     for (size_t k = 0; k < taken; ++k) sample_sizes_[k] = kPageSize;
     size_t n = 0;
     if (taken >= kMinSamplePages / 2) {
-      ScopedInternalArena arena;  // zstd's trainer mallocs: not in the region
+      UseInternalArenaForGood();  // zstd's trainer mallocs: not in the region
       n = ZDICT_trainFromBuffer(dict.value, capacity, samples.value,
                                 sample_sizes_, static_cast<unsigned>(taken));
     }

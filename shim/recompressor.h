@@ -18,8 +18,9 @@
 //    spread over the heap, is decompressed into memory the shim maps and a
 //    dictionary is trained on it (ZDICT_trainFromBuffer, ~1/32 the sample's
 //    size, up to kDictionaryBytes). zstd's trainer is the one place a shim
-//    thread calls malloc: from the internal arena (outside the region, see
-//    shim/thread.h), holding no lock of ours and no page. A fork during a
+//    thread calls malloc: from the internal arena with no thread cache
+//    (outside the region, see UseInternalArenaForGood), holding no lock of
+//    ours and no page. A fork during a
 //    training leaves the child a copy of the sample (a few MiB, unused).
 // 3. Retraining, when the pages recompressed with the current dictionary
 //    compress kDecayPercent worse than the first kCalibrationPages did, or

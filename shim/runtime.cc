@@ -318,8 +318,13 @@ void BeginCredentialChange() {
   if (!credential_change_engaged) return;
   CredentialRelay& relay = ShimCredentialRelay();
   if (!relay.Ask()) return;
+  // The evictor first, while the handlers still serve faults: in a pass it
+  // may fault (its first allocation sets up jemalloc's thread cache in the
+  // region), and it answers only between passes. It then waits for the
+  // round to end, and the held handlers cannot be needed.
+  relay.AwaitAnswers(1);
   const int handlers = runtime->handlers.RingDoorbells();
-  relay.AwaitAnswersAndRelease(handlers + 1);  // and the evictor's
+  relay.AwaitAnswersAndRelease(handlers + 1);
 }
 
 void EndCredentialChange() {

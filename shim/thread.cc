@@ -51,6 +51,8 @@ bool CreateInternalArena() {
   return mallctl("arenas.create", &internal_arena, &size, nullptr, 0) == 0;
 }
 
+void UseInternalArenaForGood() { BindToArena(internal_arena, false); }
+
 ScopedInternalArena::ScopedInternalArena() {
   size_t size = sizeof(saved_arena_);
   mallctl("thread.arena", &saved_arena_, &size, nullptr, 0);
@@ -108,6 +110,11 @@ bool CredentialRelay::Ask() {
   return true;
 }
 
+void CredentialRelay::AwaitAnswers(int answers) {
+  std::unique_lock<std::mutex> lock(mu_);
+  changed_.wait(lock, [&] { return answers_ >= answers; });
+}
+
 void CredentialRelay::AwaitAnswersAndRelease(int answers) {
   std::unique_lock<std::mutex> lock(mu_);
   changed_.wait(lock, [&] { return answers_ >= answers; });
@@ -155,7 +162,11 @@ void CredentialRelay::SleepAnswering(uint64_t ms, uint64_t* answered) {
       std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
   std::unique_lock<std::mutex> lock(mu_);
   do {
-    AnswerLocked(answered);
+    // Once it answered, the evictor starts no pass until the round ends: a
+    // pass may fault, and the handlers are held meanwhile.
+    if (AnswerLocked(answered)) {
+      changed_.wait(lock, [&] { return released_ >= *answered; });
+    }
   } while (changed_.wait_until(lock, deadline) == std::cv_status::no_timeout);
   AnswerLocked(answered);  // a round opened right at the deadline
 }

@@ -5,7 +5,8 @@
 // be running yet to serve that fault). What pthread_create allocates for
 // them is taken by the creating thread from an internal arena outside the
 // region, with its thread cache off. The one exception, the evictor's
-// dictionary training (shim/recompressor.h), allocates in that arena too.
+// dictionary training (shim/recompressor.h), allocates in that arena too
+// (UseInternalArenaForGood).
 #ifndef COLDHEAP_SHIM_THREAD_H_
 #define COLDHEAP_SHIM_THREAD_H_
 
@@ -22,6 +23,14 @@ namespace coldheap::shim {
 // Creates the internal arena (default extent hooks: plain mmap). Call once,
 // before the region's hooks are installed. False if jemalloc refused.
 bool CreateInternalArena();
+
+// From now on the calling shim thread allocates from the internal arena,
+// with its thread cache off for good: turning the cache on would take its
+// bins from arena 0, in the region, and the thread could fault while the
+// handlers wait for it (a credential change holds them until every shim
+// thread has answered). Writes only, so that jemalloc sets up no cache for
+// a thread that never had one. For the evictor's dictionary training.
+void UseInternalArenaForGood();
 
 // While alive, the calling thread allocates from the internal arena.
 class ScopedInternalArena {
@@ -72,8 +81,9 @@ class CredentialRelay {
   // open, asking for the caller's capabilities; false if our threads hold
   // them already, or if they cannot be read (nothing can be done then).
   bool Ask();
-  // Waits until `answers` shim threads answered this round, then releases
-  // the ones holding.
+  // Waits until `answers` shim threads answered this round.
+  void AwaitAnswers(int answers);
+  // The same, then releases the ones holding.
   void AwaitAnswersAndRelease(int answers);
   // After the call: the kernel moved our threads as it moved the caller,
   // from the same state, so they now hold what the caller holds.
