@@ -133,6 +133,10 @@ std::vector<std::string> LibraryCandidates(const char* argv0) {
   for (const std::string& exe : exes) {
     std::string dir = Dirname(exe);
     candidates.push_back(absl::StrCat(dir, "/", kLibraryName));
+    // Bazel's output tree: bazel-bin/shim/launcher/coldheap beside
+    // bazel-bin/shim/libcoldheap.so (its runfiles tree may not exist yet
+    // when a test starts it).
+    candidates.push_back(absl::StrCat(dir, "/../", kLibraryName));
     candidates.push_back(absl::StrCat(dir, "/../lib/coldheap/", kLibraryName));
     candidates.push_back(absl::StrCat(dir, "/../lib/", kLibraryName));
     candidates.push_back(
