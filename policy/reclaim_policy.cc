@@ -194,4 +194,9 @@ uint64_t ReclaimPolicy::PageCap(const ScanReport& report, bool count_mistakes) {
       static_cast<uint64_t>(left / std::max<uint64_t>(per_page, 1)), 1);
 }
 
+int64_t DenseAllowanceNs(int64_t budget_ns, int64_t evict_ns, int64_t refault_ns) {
+  const int64_t floor = std::min(budget_ns / 4, budget_ns - evict_ns);
+  return std::max(floor, budget_ns - evict_ns - refault_ns);
+}
+
 }  // namespace coldheap::policy

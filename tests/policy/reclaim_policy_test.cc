@@ -321,6 +321,29 @@ TEST(ReclaimPolicyTest, DenseTierCostComesOffTheCpuBudget) {
   EXPECT_EQ(d.max_pages, 0u);
 }
 
+// The tier's share per pass, with a budget of 20 ms (2% of a 1 s pass).
+TEST(DenseAllowanceTest, EvictionThatNeedsTheWholeBudgetGoesFirst) {
+  // Cold pages still resident and no refaults: eviction spends it all.
+  EXPECT_EQ(DenseAllowanceNs(20'000'000, 20'000'000, 0), 0);
+  EXPECT_EQ(DenseAllowanceNs(20'000'000, 19'000'000, 0), 1'000'000);
+  // Eviction went over: a debt the next passes pay.
+  EXPECT_EQ(DenseAllowanceNs(20'000'000, 22'000'000, 0), -2'000'000);
+}
+
+TEST(DenseAllowanceTest, RefaultsThatEatTheBudgetLeaveTheTierAQuarter) {
+  // Eviction gets what refaults leave and never settles: the deep-cold pool
+  // is still recompressed, with up to a quarter.
+  EXPECT_EQ(DenseAllowanceNs(20'000'000, 4'000'000, 16'000'000), 5'000'000);
+  EXPECT_EQ(DenseAllowanceNs(20'000'000, 0, 40'000'000), 5'000'000);
+  // ...but not more than eviction left.
+  EXPECT_EQ(DenseAllowanceNs(20'000'000, 18'000'000, 2'000'000), 2'000'000);
+}
+
+TEST(DenseAllowanceTest, SettledEvictionLeavesTheTierTheRest) {
+  EXPECT_EQ(DenseAllowanceNs(20'000'000, 1'000'000, 1'000'000), 18'000'000);
+  EXPECT_EQ(DenseAllowanceNs(20'000'000, 0, 0), 20'000'000);
+}
+
 TEST(ReclaimPolicyTest, RefaultCostOverBudgetStopsNewEvictions) {
   Trace trace(Defaults());
   for (int s = 0; s < 300; ++s) {
