@@ -119,13 +119,10 @@ void Evictor::Pass() {
 
 // The dense tier works on credit. Each pass adds the budget for the time
 // since the last one, less what this pass's eviction and the refaults since
-// the last pass cost, but at least a quarter of the budget: taking a cold
-// page out frees more per microsecond than recompressing a stored one
-// (~2.4 KiB for ~20 us against ~0.7 KiB for ~20 us here), so eviction
-// comes first, but a heap whose eviction never settles (a cache always
-// refaulting something) still gets its deep-cold pool recompressed. The
-// policy sees the tier's CPU (ScanReport::dense_cost_ns_total) and gives
-// eviction what is left, so the two stay within the budget together. A
+// the last pass cost (policy::DenseAllowanceNs: eviction first, but a
+// quarter when refaults eat the budget). The policy sees the tier's CPU
+// (ScanReport::dense_cost_ns_total) and gives eviction what is left, so
+// the two stay within the budget together. A
 // training (~0.5 s) is a debt paid back from half of each allowance, so
 // recompression does not stop for minutes after one. Credit and the
 // shortfall that eviction leaves are capped at a second of CPU. The stress
@@ -144,9 +141,10 @@ uint64_t Evictor::Densify(uint64_t evict_cpu_ns) {
                           : 0;
   last_refault_cost_ns_ = refault_cost;
   auto budget = static_cast<int64_t>(wall / 1'000'000 * config.cpu_budget_ppm);
-  int64_t allowance = std::max(
-      budget / 4, budget - static_cast<int64_t>(evict_cpu_ns + refaults));
-  int64_t repay = std::min(dense_debt_ns_, allowance / 2);
+  int64_t allowance =
+      policy::DenseAllowanceNs(budget, static_cast<int64_t>(evict_cpu_ns),
+                               static_cast<int64_t>(refaults));
+  int64_t repay = std::min(dense_debt_ns_, std::max<int64_t>(allowance / 2, 0));
   dense_debt_ns_ -= repay;
   dense_credit_ns_ = std::clamp(dense_credit_ns_ + allowance - repay,
                                 -kMaxCreditNs, kMaxCreditNs);
@@ -699,11 +697,25 @@ void Evictor::FreeDiscarded(size_t index) {
 }
 
 size_t Evictor::RestoreAllInPlace() {
+  size_t restored = RestoreInPlaceIf(
+      [](PageState s) { return s != PageState::kResident; });
+  (void)os::DontNeed(heap_->staging.base, Staging::kSlots * kPageSize);
+  return restored;
+}
+
+size_t Evictor::RestoreFileInPlace() {
+  return RestoreInPlaceIf([](PageState s) {
+    return s == PageState::kWrittenBack || s == PageState::kDiscardedSlot;
+  });
+}
+
+size_t Evictor::RestoreInPlaceIf(bool (*which)(PageState)) {
   size_t used = heap_->region->used_pages();
   size_t restored = 0;
   for (size_t i = 0; i < used; ++i) {
     PageEntry& e = heap_->table->at(i);
     PageWord was = PageTable::Load(e);
+    if (!which(was.state)) continue;
     if (was.state == PageState::kDiscarded || was.state == PageState::kDiscardedSlot) {
       FreeDiscardedPayload(*heap_, was.state, e.payload);
       PageTable::Publish(e, PageState::kUntouched);
@@ -713,7 +725,6 @@ size_t Evictor::RestoreAllInPlace() {
       ++restored;
     }
   }
-  (void)os::DontNeed(heap_->staging.base, Staging::kSlots * kPageSize);
   return restored;
 }
 

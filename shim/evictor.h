@@ -89,6 +89,9 @@ class Evictor {
   // frees its evicted copy, so the child goes on with all its data on plain
   // jemalloc. Returns the number of pages restored.
   size_t RestoreAllInPlace();
+  // The same for the pages in the writeback file only, in a forked child
+  // that could not copy it (the region not watched yet).
+  size_t RestoreFileInPlace();
 
  private:
   static void* ThreadMain(void* arg);
@@ -114,6 +117,7 @@ class Evictor {
   void WaitForStolenSlots(size_t first, size_t count);
   void FreeDiscarded(size_t index);
   bool RestoreInPlace(PageEntry& e, PageWord was, char* page);
+  size_t RestoreInPlaceIf(bool (*which)(PageState));
   uint64_t Densify(uint64_t evict_cpu_ns);
   uint8_t DenseAgeTicks() const;
   void RefreshGauges();

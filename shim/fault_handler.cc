@@ -372,8 +372,19 @@ void FaultHandlers::Abandon(size_t index, size_t pages, const uint32_t* was) {
     e.word.store(was != nullptr ? was[k] : PageWord::Pack(PageState::kUntouched),
                  std::memory_order_release);
   }
-  (void)os::Wake(heap_->uffd, heap_->region->PageAddress(index),
-                 pages * kPageSize);
+  // The faulting thread sleeps until woken: a wake the kernel refuses is
+  // tried again (UFFDIO_WAKE fails only on a bad range, which would be ours).
+  constexpr int kTries = 8;
+  for (int i = 0; i < kTries; ++i) {
+    if (os::Wake(heap_->uffd, heap_->region->PageAddress(index), pages * kPageSize).ok()) {
+      return;
+    }
+  }
+  static std::atomic<bool> said{false};
+  if (!said.exchange(true)) {
+    LogLine(LogLevel::kError,
+            {"bug: UFFDIO_WAKE keeps failing; a thread may stay blocked"});
+  }
 }
 
 }  // namespace coldheap::shim

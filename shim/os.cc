@@ -269,7 +269,8 @@ const char* SiteName(Site site) {
       "copy",        "zeropage",     "move",         "wake",
       "read_events", "pagemap_scan", "open_uffd",    "open_pagemap",
       "pin",         "pool_map",     "file_open",    "file_write",
-      "file_read",   "file_copy",    "thread_create",
+      "file_read",   "file_copy",    "thread_create", "pipe",
+      "cap_get",     "cap_set",
   };
   static_assert(sizeof(kNames) / sizeof(kNames[0]) ==
                 static_cast<size_t>(Site::kCount));
@@ -670,6 +671,22 @@ OsStatus CopyFile(int from, int to, size_t bytes) {
   return {};
 }
 
+OsStatus MakePipe(int fds[2]) {
+  if (int e = Injected(Site::kPipe)) return {Failed(e)};
+  return {Checked(pipe2(fds, O_CLOEXEC) == 0)};
+}
+
+// A pipe reports POLLHUP, not POLLIN, when its last writer is gone.
+OsResult<bool> WaitWritersGone(int fd, int timeout_ms) {
+  pollfd p = {fd, POLLIN, 0};
+  for (;;) {
+    const int n = poll(&p, 1, timeout_ms);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return {false, Failed(errno)};
+    return {n > 0 && (p.revents & POLLHUP) != 0, 0};
+  }
+}
+
 // ---------------------------------------------------------------------------
 // Threads and clocks.
 
@@ -721,11 +738,12 @@ uint64_t MonotonicNowNs() { return ClockNs(CLOCK_MONOTONIC); }
 // Credentials. Raw capget/capset: glibc declares no wrapper for them.
 
 OsResult<ThreadCapabilities> GetThreadCapabilities() {
+  if (int e = Injected(Site::kCapGet)) return {{}, Failed(e)};
   __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
   __user_cap_data_struct data[2];
-  if (syscall(SYS_capget, &header, data) != 0) return {{}, errno};
+  if (syscall(SYS_capget, &header, data) != 0) return {{}, Failed(errno)};
   const int securebits = prctl(PR_GET_SECUREBITS, 0, 0, 0, 0);
-  if (securebits < 0) return {{}, errno};
+  if (securebits < 0) return {{}, Failed(errno)};
   ThreadCapabilities caps;
   for (int i = 0; i < 2; ++i) {
     caps.effective[i] = data[i].effective;
@@ -737,6 +755,7 @@ OsResult<ThreadCapabilities> GetThreadCapabilities() {
 }
 
 OsStatus SetThreadCapabilities(const ThreadCapabilities& caps) {
+  if (int e = Injected(Site::kCapSet)) return {Failed(e)};
   int error = 0;
   const int securebits = prctl(PR_GET_SECUREBITS, 0, 0, 0, 0);
   if (securebits >= 0 && securebits != caps.securebits) {
@@ -755,7 +774,7 @@ OsStatus SetThreadCapabilities(const ThreadCapabilities& caps) {
     data[i].inheritable = caps.inheritable[i];
   }
   if (syscall(SYS_capset, &header, data) != 0 && error == 0) error = errno;
-  return {error};
+  return {error == 0 ? 0 : Failed(error)};
 }
 
 }  // namespace coldheap::os

@@ -108,6 +108,9 @@ enum class Site : uint8_t {
   kFileRead,      // ReadAt: pread
   kFileCopy,      // CopyFile: copy_file_range
   kThreadCreate,  // CreateThread: pthread_create
+  kPipe,          // MakePipe: pipe2
+  kCapGet,        // GetThreadCapabilities: capget, prctl
+  kCapSet,        // SetThreadCapabilities: prctl, capset
   kCount,
 };
 
@@ -347,6 +350,13 @@ OsStatus ReadAt(int fd, void* data, size_t size, off_t offset);
 // Copies the first `bytes` of `from` into `to` (copy_file_range); the end
 // of a sparse file (EOF before `bytes`) is not an error.
 OsStatus CopyFile(int from, int to, size_t bytes);
+
+// A pipe, both ends O_CLOEXEC: `fds` gets {read end, write end}. A forked
+// child holds the write end until it no longer reads the parent's file.
+OsStatus MakePipe(int fds[2]);
+// Whether every write end of the pipe whose read end is `fd` is closed (its
+// holders closed it or exited), waiting up to `timeout_ms` (-1: no limit).
+OsResult<bool> WaitWritersGone(int fd, int timeout_ms);
 
 // ---------------------------------------------------------------------------
 // Threads and clocks.

@@ -193,11 +193,14 @@ void PrepareFork() {
   credential_mu.lock();
   if (runtime == nullptr || !runtime->active) return;
   runtime->evictor.Pause();
+  // Before the handlers: it may wait for an earlier child's copy.
+  runtime->writeback.PrepareFork();
   runtime->handlers.Pause();
 }
 
 void ParentAfterFork() {
   if (runtime != nullptr && runtime->active) {
+    runtime->writeback.ParentAfterFork();
     runtime->handlers.Resume();
     runtime->evictor.Resume();
   }
@@ -229,6 +232,21 @@ void RestoreAndRunPlain(Runtime& rt, absl::string_view why) {
   line.Write();
 }
 
+// A forked child without a copy of the writeback file (ENOSPC, EIO): its
+// pages there are read back in place while the parent still leaves their
+// slots alone, and it writes nothing back from now on.
+void ReadBackWrittenPages(Runtime& rt) {
+  size_t restored = rt.evictor.RestoreFileInPlace();
+  rt.writeback.LeaveToParent();
+  rt.heap.writeback = nullptr;
+  LineWriter line;
+  line.Append("forked child could not copy the writeback file; its ")
+      .AppendUint(restored)
+      .Append(" written-back pages were read back in place and it writes "
+              "nothing back");
+  line.Write();
+}
+
 // In the child only this thread exists, and the region is unwatched: until
 // it is registered again, a touch of an evicted page would read zeros.
 void ChildAfterFork() {
@@ -246,11 +264,9 @@ void ChildAfterFork() {
   rt.heap.uffd = rt.pagemap_fd = -1;  // the parent's; WatchRegion sets ours
   if (rt.heap.writeback != nullptr &&
       !rt.writeback.CopyForChild(rt.config.writeback_file)) {
-    LogLine(LogLevel::kError,
-            {"forked child could not copy the writeback file; aborting rather "
-             "than share it with its parent"});
-    abort();
+    ReadBackWrittenPages(rt);
   }
+  rt.writeback.ChildDone();
   // The paused threads' locks are held by threads that no longer exist;
   // what they had not freed yet is freed here.
   rt.handlers.DrainDeferredFrees(*rt.pool);

@@ -3,6 +3,7 @@
 #include <new>
 
 #include "absl/strings/str_cat.h"
+#include "shim/log.h"
 #include "shim/os.h"
 #include "shim/page_table.h"
 
@@ -37,7 +38,7 @@ absl::Status WritebackFile::Open(const char* path) {
 
 uint64_t WritebackFile::Allocate() {
   std::lock_guard<std::mutex> lock(mu_);
-  if (free_count_ > 0) return free_slots_[--free_count_];
+  if (free_count_ > 0 && MayReuseSlots()) return free_slots_[--free_count_];
   if (next_slot_ >= free_capacity_) return kNoSlot;
   return next_slot_++;
 }
@@ -63,7 +64,58 @@ bool WritebackFile::Read(uint64_t slot, void* data, size_t size) {
   return false;
 }
 
+bool WritebackFile::MayReuseSlots() {
+  ForgetFinishedChildren(0);
+  return reading_count_ == 0 && !never_reuse_;
+}
+
+// Closes the read ends whose child is done, waiting up to `timeout_ms` for
+// the oldest one.
+void WritebackFile::ForgetFinishedChildren(int timeout_ms) {
+  int kept = 0;
+  for (int i = 0; i < reading_count_; ++i) {
+    os::OsResult<bool> gone =
+        os::WaitWritersGone(reading_children_[i], i == 0 ? timeout_ms : 0);
+    if (gone.ok() && gone.value) {
+      (void)os::CloseFd(reading_children_[i]);
+    } else {
+      reading_children_[kept++] = reading_children_[i];
+    }
+  }
+  reading_count_ = kept;
+}
+
+void WritebackFile::PrepareFork() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (fd_ < 0) return;
+  // All slots taken: wait for the oldest child to finish its copy.
+  ForgetFinishedChildren(reading_count_ == kMaxReadingChildren ? -1 : 0);
+  if (reading_count_ == kMaxReadingChildren || !os::MakePipe(fork_pipe_).ok()) {
+    fork_pipe_[0] = fork_pipe_[1] = -1;
+  }
+}
+
+void WritebackFile::ParentAfterFork() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (fd_ < 0) return;
+  if (fork_pipe_[0] < 0) {
+    if (!never_reuse_) {
+      LogLine(LogLevel::kError,
+              {"no pipe for a forked child's copy of the writeback file; "
+               "freed slots are not reused from now on"});
+    }
+    never_reuse_ = true;
+    return;
+  }
+  (void)os::CloseFd(fork_pipe_[1]);
+  reading_children_[reading_count_++] = fork_pipe_[0];
+  fork_pipe_[0] = fork_pipe_[1] = -1;
+}
+
 bool WritebackFile::CopyForChild(const char* path) {
+  // Their holders, if any, are not in this process.
+  new (&mu_) std::mutex();
+  new (&shrink_mu) std::mutex();
   int shared = fd_;
   os::OsResult<int> own = os::OpenUnlinkedFile(path);
   if (!own.ok()) return false;
@@ -74,9 +126,22 @@ bool WritebackFile::CopyForChild(const char* path) {
   }
   (void)os::CloseFd(shared);
   fd_ = own.value;
-  new (&mu_) std::mutex();  // their holders, if any, are not in this process
-  new (&shrink_mu) std::mutex();
   return true;
+}
+
+void WritebackFile::LeaveToParent() {
+  (void)os::CloseFd(fd_);
+  fd_ = -1;
+}
+
+void WritebackFile::ChildDone() {
+  // The parent's other children and its own rules are not this process's.
+  for (int i = 0; i < reading_count_; ++i) (void)os::CloseFd(reading_children_[i]);
+  reading_count_ = 0;
+  never_reuse_ = false;
+  if (fork_pipe_[0] >= 0) (void)os::CloseFd(fork_pipe_[0]);
+  if (fork_pipe_[1] >= 0) (void)os::CloseFd(fork_pipe_[1]);
+  fork_pipe_[0] = fork_pipe_[1] = -1;
 }
 
 }  // namespace coldheap::shim

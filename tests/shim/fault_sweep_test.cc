@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <regex>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,8 @@ enum class Expect {
   kFallsBack,         // start-up failed: plain jemalloc, one stderr line
   kChildFallsBack,    // a forked child's set-up failed: it runs plain
   kWithoutWriteback,  // no writeback file: one line, evicting without it
+  kChildReadsFileBack,  // a forked child without a copy of the file: its
+                        // written-back pages read back, one line
 };
 
 struct Case {
@@ -40,10 +43,12 @@ struct Case {
   Expect expect;
   bool writeback = false;  // a pool limit that writes back to a file
   bool dense = false;      // the dense tier on, every page through it
+  std::string says;        // a line the shim must print once, if not empty
 };
 
 WorkloadRun RunCase(const Case& c) {
   WorkloadOptions options;
+  options.plain_ok = true;
   options.args = c.args;
   options.env = {"COLDHEAP_TEST_FAULT=" + c.rule};
   // The call numbers below count the mappings made at start-up, which the
@@ -53,6 +58,10 @@ WorkloadRun RunCase(const Case& c) {
     options.env.push_back("COLDHEAP_DENSE_AGE=0");
   } else {
     options.env.push_back("COLDHEAP_DENSE=off");
+  }
+  // A fork with pages in the file, for the child to copy or read back.
+  if (c.writeback && c.args[0] == "fork") {
+    options.env.push_back("HEAP_WORKLOAD_WAIT_FOR=file_pages");
   }
   if (c.writeback) {
     for (const char* e : {"COLDHEAP_COLD_AGE=100ms", "COLDHEAP_CPU_BUDGET=100",
@@ -77,6 +86,8 @@ std::vector<Case> Cases() {
   const std::vector<std::string> fork = {"fork", "8"};
   const std::vector<std::string> purge = {"purge", "8"};
   const std::vector<std::string> wb = {"fill", "2", "32"};
+  const std::vector<std::string> wbfork = {"fork", "32"};
+  const std::vector<std::string> setid = {"setid", "6"};
   const std::string threads = std::to_string(ShimThreads());
   const std::string child_thread = std::to_string(ShimThreads() + 1);
   const std::string child_evictor = std::to_string(2 * ShimThreads());
@@ -140,6 +151,24 @@ std::vector<Case> Cases() {
       // A full disk for good: the evictor stops trying until the next scan
       // (it used to retry every object for every page, and stall).
       {"file_write:ENOSPC:1+", wb, Expect::kDegrades, true},
+      // A child that cannot copy the file reads its pages from the shared
+      // one while the parent leaves their slots alone.
+      {"file_copy:ENOSPC:1", wbfork, Expect::kChildReadsFileBack, true},
+      {"file_copy:EIO:1", wbfork, Expect::kChildReadsFileBack, true},
+      // No pipe to hear when the child is done: the parent stops reusing.
+      {"pipe:EMFILE:1", wbfork, Expect::kDegrades, true, false,
+       "freed slots are not reused from now on"},
+      {"pipe:ENFILE:1", wbfork, Expect::kDegrades, true, false,
+       "freed slots are not reused from now on"},
+      // A copy refused and the wake that lets its thread fault again too.
+      {"copy:ENOMEM:1/20;wake:EINVAL:1/3", churn, Expect::kDegrades},
+      // set*id(): the doorbell page each shim thread answers on, and the
+      // capabilities it takes (EPERM: the program's threads disagree).
+      {"zeropage:EAGAIN:1/2", setid, Expect::kDegrades},
+      {"zeropage:ENOMEM:1/2", setid, Expect::kDegrades},
+      {"cap_get:EINVAL:1/2", setid, Expect::kDegrades},
+      {"cap_set:EPERM:1/2", setid, Expect::kDegrades, false, false,
+       "could not take the program's capabilities"},
       // The dense tier: its refaults, its pool, its slots and training.
       {"copy:ENOMEM:1/20", churn, Expect::kDegrades, false, true},
       {"move:ENOMEM:1/10", churn, Expect::kDegrades, false, true},
@@ -160,6 +189,7 @@ TEST_P(FaultSweep, WorkloadKeepsEveryByteAndShimDegradesAsDesigned) {
   EXPECT_EQ(Count(err, "bug:"), 0u) << err;
   EXPECT_EQ(Count(err, "COLDHEAP_TEST_FAULT"), 0u) << "rule not understood\n"
                                                    << err;
+  if (!c.says.empty()) EXPECT_EQ(Count(err, c.says), 1u) << err;
   switch (c.expect) {
     case Expect::kFallsBack:
       EXPECT_EQ(Count(err, "disabled, running on plain jemalloc"), 1u) << err;
@@ -174,6 +204,19 @@ TEST_P(FaultSweep, WorkloadKeepsEveryByteAndShimDegradesAsDesigned) {
       EXPECT_GT(run.Stat("evicted_pages"), 0u);
       EXPECT_EQ(run.Stat("written_back_pages"), 0u);
       break;
+    case Expect::kChildReadsFileBack: {
+      std::smatch read_back;
+      ASSERT_TRUE(std::regex_search(
+          err, read_back,
+          std::regex("forked child could not copy the writeback file; its "
+                     "([0-9]+) written-back pages were read back")))
+          << err;
+      EXPECT_GT(std::stoull(read_back[1]), 0u)
+          << "nothing was written back before the fork: the case proves nothing";
+      EXPECT_EQ(Count(err, "could not copy the writeback file"), 1u) << err;
+      EXPECT_GT(run.Stat("written_back_pages"), 0u) << err;
+      break;
+    }
     case Expect::kDegrades:
       EXPECT_EQ(Count(err, "plain jemalloc"), 0u) << err;
       EXPECT_GT(run.Stat("evicted_pages"), 0u) << err;

@@ -10,6 +10,8 @@
 //   io MB                  read(2)/write(2)/pipe/socketpair/pread/writev on
 //                          evicted buffers
 //   fork MB                the child sees evicted pages; both keep evicting
+//                          (HEAP_WORKLOAD_WAIT_FOR as for fill, before the
+//                          fork)
 //   forknofd MB            a child that cannot open a userfaultfd (no free
 //                          file descriptor) still sees all its data
 //   aslimit MB             RLIMIT_AS caps the address space after a first
@@ -28,12 +30,17 @@
 //                          of the old dictionary (COLDHEAP_DENSE)
 //   forkdense              a child reads dense pages after its parent
 //                          retrained
+//   setid ROUNDS           (as root) ROUNDS set*id() calls, each after a
+//                          capability change, with evicted pages: every one
+//                          makes the shim's threads take the new capabilities
 #include <fcntl.h>
 #include <jemalloc/jemalloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
+#include <linux/capability.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -102,6 +109,15 @@ void WaitUntil(Done done, int seconds, const std::string& what) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   Fail("not seen within " + std::to_string(seconds) + " s: " + what);
+}
+
+// A test that needs an event the load makes only eventually (the pool
+// reaching its limit, a page written back) names its statistic in
+// HEAP_WORKLOAD_WAIT_FOR; on a busy machine a mode's rounds may end first.
+void WaitForWanted() {
+  if (const char* wanted = getenv("HEAP_WORKLOAD_WAIT_FOR")) {
+    WaitUntil([&] { return Stat(wanted) > 0; }, 60, wanted);
+  }
 }
 
 // Waits for two complete evictor passes after the call: in stress mode
@@ -204,12 +220,7 @@ int ModeFill(int threads, size_t mb) {
     });
   }
   for (auto& w : workers) w.join();
-  // A test that needs an event the load makes only eventually (the pool
-  // reaching its limit, a dense page written back) names its counter here;
-  // on a busy machine three rounds may end before it.
-  if (const char* wanted = getenv("HEAP_WORKLOAD_WAIT_FOR")) {
-    WaitUntil([&] { return Stat(wanted) > 0; }, 60, wanted);
-  }
+  WaitForWanted();
   for (auto& blocks : per_thread) VerifyAll(blocks, "fill: final");
   return 0;
 }
@@ -283,6 +294,7 @@ int ModeIo(size_t mb) {
 int ModeFork(size_t mb) {
   std::vector<Block> blocks = Allocate(mb, 7);
   WaitForEviction();
+  WaitForWanted();
   pid_t child = fork();
   CheckIo(child >= 0, "fork");
   // Both sides: verify, let their evictors run again, rewrite, verify.
@@ -733,6 +745,27 @@ int ModeDenseRetrain(int threads) {
   return 0;
 }
 
+// Each round changes the effective capability set (CAP_SYS_NICE off, then
+// on), so that the next setresuid() makes the shim ring its threads, then
+// reads and rewrites the heap while pages go out.
+int ModeSetId(int rounds) {
+  if (geteuid() != 0) Fail("setid: needs root");
+  std::vector<Block> blocks = Allocate(8, 99);
+  for (int round = 0; round < rounds; ++round) {
+    WaitForEviction();
+    __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+    __user_cap_data_struct caps[2] = {};
+    CheckIo(syscall(SYS_capget, &header, caps) == 0, "capget");
+    caps[0].effective ^= 1u << CAP_SYS_NICE;
+    CheckIo(syscall(SYS_capset, &header, caps) == 0, "capset");
+    CheckIo(setresuid(0, 0, 0) == 0, "setresuid");
+    VerifyAll(blocks, "setid");
+    for (Block& b : blocks) Fill(b.data, b.size, ++b.seed);
+  }
+  VerifyAll(blocks, "setid: at the end");
+  return 0;
+}
+
 // Fork with dense pages: the child waits until the parent has retrained
 // (and may have freed the dictionary the child's pages need), then reads
 // every page back. Prints the child's own dense refaults.
@@ -793,6 +826,7 @@ int main(int argc, char** argv) {
   if (mode == "mutex") return ModeMutex(static_cast<int>(arg(2, 4)));
   if (mode == "denseretrain") return ModeDenseRetrain(static_cast<int>(arg(2, 8)));
   if (mode == "forkdense") return ModeForkDense();
+  if (mode == "setid") return ModeSetId(static_cast<int>(arg(2, 6)));
   if (mode == "churn") {
     return ModeChurn(static_cast<int>(arg(2, 2)), static_cast<int>(arg(3, 20)));
   }
