@@ -14,31 +14,11 @@
 // An unknown COLDHEAP_* name (a typo) gets one line, with the closest known
 // name when one is near. COLDHEAP_LOG=off silences both.
 //
-// | COLDHEAP_...             | default  | accepted (forms below)                    |
-// |--------------------------|----------|-------------------------------------------|
-// | ENABLE                   | on       | 1/0, true/false, yes/no, on/off           |
-// | COLD_AGE                 | 30s      | duration <= 24h; 0 = evict at every scan  |
-// | SCAN_INTERVAL            | 1s       | duration, 1ms to 24h                      |
-// | TARGET                   | none     | size > 0, or 1% to 100% of the heap       |
-// | MAX_POOL_PERCENT         | 50       | percentage 1..100 (of the live heap)      |
-// | ACCEPT_THRESHOLD_PERCENT | 90       | percentage 0..100 (of the pool limit)     |
-// | ZPOOL                    | zsmalloc | zsmalloc or zbud                          |
-// | COMPRESSOR               | lz4      | lz4 or zstd                               |
-// | REGION_SIZE              | 64G      | size 64M..64T, rounded up to 2M           |
-// | STATS                    | none     | empty, stderr, path or prometheus:path    |
-// | LOG                      | error    | off, error, info or debug                 |
-// | PROMOTION_RATE           | 0.2%     | decimal percentage per minute, 0..100     |
-// | CPU_BUDGET               | 2%       | decimal percentage of one core, 0.1..100  |
-// | WRITEBACK_FILE           | none     | empty or a path                           |
-// | FAULT_AROUND             | 0        | integer 0..64                             |
-// | EVICT_ALL_AT             | 0 (off)  | duration <= 24h                           |
-// | DENSE                    | zstd:3   | off, zstd or zstd:LEVEL, LEVEL 1..19 (3)  |
-// | DENSE_AGE                | auto     | auto or duration <= 24h; 0 = first scan   |
-// STATS=prometheus:PATH writes Prometheus's text format to PATH, or, if PATH
-// ends with '/', replaces DIR/coldheap_<pid>.prom atomically (node_exporter's
-// textfile collector). DENSE recompresses pages that stay DENSE_AGE in the
-// LZ4 pool with zstd and a dictionary trained on the process's own pages;
-// auto = 4 cold thresholds of the page.
+// The variables, their defaults and accepted values: the table in
+// config.cc (kVariables) and README.md, "Configuration". STATS=prometheus:
+// PATH writes Prometheus's text format to PATH, or, if PATH ends with '/',
+// replaces DIR/coldheap_<pid>.prom atomically (node_exporter's textfile
+// collector).
 //
 // Forms:
 // - duration: absl::ParseDuration's syntax, numbers with an optional fraction

@@ -21,6 +21,7 @@ namespace {
 // start, says so once, and the program runs on plain jemalloc.
 TEST(Exhaustion, AddressSpaceBelowTheRegionFallsBackWithOneLine) {
   WorkloadOptions options;
+  options.plain_ok = true;
   options.args = {"fill", "1", "8"};
   options.limit_resource = RLIMIT_AS;
   options.limit = rlim_t{2} << 30;
@@ -34,6 +35,7 @@ TEST(Exhaustion, AddressSpaceBelowTheRegionFallsBackWithOneLine) {
 // (mmap fails with ENOMEM), pages that do not fit stay resident.
 TEST(Exhaustion, PoolThatCannotGrowKeepsPagesResident) {
   WorkloadOptions options;
+  options.plain_ok = true;
   options.args = {"aslimit", "32"};
   WorkloadRun run = RunWorkload(options);
   EXPECT_EQ(run.exit_code, 0) << run.stderr_text;
@@ -47,6 +49,7 @@ TEST(Exhaustion, PoolThatCannotGrowKeepsPagesResident) {
 // does not. Plain jemalloc, one line.
 TEST(Exhaustion, NoFreeDescriptorAtStartFallsBackWithOneLine) {
   WorkloadOptions options;
+  options.plain_ok = true;
   options.args = {"fill", "1", "8"};
   options.free_fds = 1;
   WorkloadRun run = RunWorkload(options);
@@ -59,6 +62,7 @@ TEST(Exhaustion, NoFreeDescriptorAtStartFallsBackWithOneLine) {
 // and the managed part is still evicted and restored.
 TEST(Exhaustion, FullRegionSpillsOutsideAndKeepsEveryByte) {
   WorkloadOptions options;
+  options.plain_ok = true;
   options.args = {"fill", "2", "96"};
   options.env = {"COLDHEAP_REGION_SIZE=64M"};
   WorkloadRun run = RunWorkload(options);
@@ -78,6 +82,7 @@ TEST(Exhaustion, WritebackOnAFullFilesystemKeepsObjectsInThePool) {
     GTEST_SKIP() << "cannot mount a tmpfs (needs root)";
   }
   WorkloadOptions options;
+  options.plain_ok = true;
   options.args = {"fill", "2", "32"};
   options.env = {"COLDHEAP_COLD_AGE=100ms", "COLDHEAP_CPU_BUDGET=100",
                  "COLDHEAP_MAX_POOL_PERCENT=5", "COLDHEAP_WRITEBACK_FILE=" + dir};

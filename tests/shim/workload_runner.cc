@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -10,8 +11,6 @@
 #include <sstream>
 
 namespace coldheap::testing {
-namespace {
-
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path);
   std::stringstream s;
@@ -19,7 +18,6 @@ std::string ReadFile(const std::string& path) {
   return s.str();
 }
 
-// "name value" lines; comments and non-integer values are skipped.
 std::map<std::string, uint64_t> ParseStats(const std::string& text) {
   std::map<std::string, uint64_t> stats;
   std::istringstream in(text);
@@ -35,6 +33,8 @@ std::map<std::string, uint64_t> ParseStats(const std::string& text) {
   return stats;
 }
 
+namespace {
+
 // Leaves exactly `free_fds` descriptor numbers free under a small
 // RLIMIT_NOFILE, the rest taken by copies of stdin.
 void TakeDescriptors(int free_fds) {
@@ -48,29 +48,36 @@ void TakeDescriptors(int free_fds) {
 }  // namespace
 
 WorkloadRun RunWorkload(const WorkloadOptions& options) {
-  char dir_template[] = "/tmp/coldheap-exhaust-XXXXXX";
+  char dir_template[] = "/tmp/coldheap-run-XXXXXX";
   std::string dir = mkdtemp(dir_template);
+  chmod(dir.c_str(), 0777);
   std::string stats_path = dir + "/stats";
   std::string err_path = dir + "/stderr";
+  std::string out_path = dir + "/stdout";
   // getenv takes the first of duplicates: the caller's env wins.
   std::vector<std::string> env = options.env;
-  for (const char* e : {"PATH=/usr/bin:/bin", "COLDHEAP_COLD_AGE=0",
-                        "COLDHEAP_SCAN_INTERVAL=50ms", "HEAP_WORKLOAD_PLAIN_OK=1"}) {
-    env.push_back(e);
+  env.push_back("PATH=/usr/bin:/bin");
+  if (options.with_shim) {
+    env.push_back("COLDHEAP_COLD_AGE=0");
+    env.push_back("COLDHEAP_SCAN_INTERVAL=50ms");
+    env.push_back("LD_PRELOAD=" + shim_path);
+    env.push_back("COLDHEAP_STATS=" + stats_path);
   }
-  env.push_back("LD_PRELOAD=" + shim_path);
-  env.push_back("COLDHEAP_STATS=" + stats_path);
-  std::vector<std::string> argv = {workload_path};
+  if (options.plain_ok) env.push_back("HEAP_WORKLOAD_PLAIN_OK=1");
+  const std::string& program = options.program.empty() ? workload_path : options.program;
+  std::vector<std::string> argv = {program};
   argv.insert(argv.end(), options.args.begin(), options.args.end());
   pid_t pid = fork();
   if (pid == 0) {
     int err = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0666);
     dup2(err, 2);
+    int out = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0666);
+    dup2(out, 1);
     int null = open("/dev/null", O_RDWR);
-    dup2(null, 1);
     dup2(null, 0);
-    if (err > 2) close(err);
-    if (null > 2) close(null);
+    for (int fd : {err, out, null}) {
+      if (fd > 2) close(fd);
+    }
     alarm(120);
     std::vector<char*> cargv, cenv;
     for (auto& a : argv) cargv.push_back(a.data());
@@ -82,7 +89,7 @@ WorkloadRun RunWorkload(const WorkloadOptions& options) {
       rlimit limit = {options.limit, options.limit};
       setrlimit(options.limit_resource, &limit);
     }
-    execve(argv[0].c_str(), cargv.data(), cenv.data());
+    execve(program.c_str(), cargv.data(), cenv.data());
     _exit(127);
   }
   int status = 0;
@@ -90,6 +97,7 @@ WorkloadRun RunWorkload(const WorkloadOptions& options) {
   WorkloadRun run;
   run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   run.stderr_text = ReadFile(err_path);
+  run.stdout_text = ReadFile(out_path);
   run.stats = ParseStats(ReadFile(stats_path));
   std::string cleanup = "rm -rf " + dir;
   (void)!system(cleanup.c_str());
