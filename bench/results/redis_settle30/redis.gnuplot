@@ -4,7 +4,7 @@ set output '/work/main/bench/results/redis_settle30/redis.png'
 set datafile separator ','
 set key right center
 set grid
-set multiplot layout 2,1 title "redis, 1024 MiB, seed 1: footprint (PSS) over time"
+set multiplot layout 2,1 title "redis, 1024 MiB, seed 1: footprint over time"
 set size 1,0.62
 set origin 0,0.36
 set ylabel 'MiB'
