@@ -122,14 +122,15 @@ void FaultHandlers::Run(Handler& h) {
       uint64_t start = os::MonotonicNowNs();
       Served served = Serve(h, msgs[i].arg.pagefault.address);
       uint64_t service_ns = os::MonotonicNowNs() - start;
-      heap_->stats->RecordFaultLatency(service_ns);
+      // Refaults from the pool, by tier; staged pages and first touches
+      // are faults only.
+      const int tier = served == Served::kDenseRefault ? 1
+                       : served == Served::kRefault    ? 0
+                                                       : Stats::kNotARefault;
+      heap_->stats->RecordFaultLatency(service_ns, tier);
       if (served == Served::kOther) continue;
       heap_->stats->refault_stall_ns.fetch_add(RefaultStallNs(service_ns),
                                                std::memory_order_relaxed);
-      if (served != Served::kStagedRefault) {
-        heap_->stats->RecordRefaultLatency(served == Served::kDenseRefault,
-                                           service_ns);
-      }
     }
   }
 }

@@ -239,26 +239,22 @@ bool PrometheusPath(const Config& config, char* out, size_t capacity) {
 
 namespace {
 
+// [2^(b-1), 2^b) us for bucket b, [0, 1) for 0, the last one open-ended.
 int LatencyBucket(uint64_t ns) {
-  uint64_t us = ns / 1000;
-  int bucket = 0;
-  while (bucket < kLatencyBuckets - 1 && (uint64_t{1} << bucket) <= us) {
-    ++bucket;
-  }
-  return bucket;
+  const uint64_t us = ns / 1000;
+  const int width = us == 0 ? 0 : 64 - __builtin_clzll(us);
+  return width < kLatencyBuckets - 1 ? width : kLatencyBuckets - 1;
 }
 
 }  // namespace
 
-void Stats::RecordFaultLatency(uint64_t ns) {
-  fault_latency_us[LatencyBucket(ns)].fetch_add(1, std::memory_order_relaxed);
+void Stats::RecordFaultLatency(uint64_t ns, int refault_tier) {
+  const int bucket = LatencyBucket(ns);
+  fault_latency_us[bucket].fetch_add(1, std::memory_order_relaxed);
   fault_latency_ns_sum.fetch_add(ns, std::memory_order_relaxed);
-}
-
-void Stats::RecordRefaultLatency(bool dense, uint64_t ns) {
-  refault_latency_us[dense ? 1 : 0][LatencyBucket(ns)].fetch_add(
-      1, std::memory_order_relaxed);
-  refault_latency_ns_sum[dense ? 1 : 0].fetch_add(ns, std::memory_order_relaxed);
+  if (refault_tier == kNotARefault) return;
+  refault_latency_us[refault_tier][bucket].fetch_add(1, std::memory_order_relaxed);
+  refault_latency_ns_sum[refault_tier].fetch_add(ns, std::memory_order_relaxed);
 }
 
 void WriteStats(const Stats& stats, int fd) {

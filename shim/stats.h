@@ -102,8 +102,10 @@ struct Stats {
   Counter fault_latency_ns_sum{0};
   Counter refault_latency_ns_sum[2] = {};
 
-  void RecordFaultLatency(uint64_t ns);
-  void RecordRefaultLatency(bool dense, uint64_t ns);
+  // One served fault's time, and for a refault from the pool also in its
+  // tier's histogram (0: COLDHEAP_COMPRESSOR's, 1: the dense tier's).
+  static constexpr int kNotARefault = -1;
+  void RecordFaultLatency(uint64_t ns, int refault_tier = kNotARefault);
 };
 
 // Writes a snapshot of `stats` as "name value" lines to `fd` with one
